@@ -1,0 +1,43 @@
+"""The XDLM core: pure tensor math, no nn.Module, no I/O.
+
+- :mod:`process`    token space (N data tokens + mask, mixing ratio k), forward corruption, prior
+- :mod:`schedules`  alpha_t schedules (linear, cosine)
+- :mod:`timesteps`  antithetic time sampling for training
+- :mod:`loss`       continuous-time NELBO (training loss), finite-step KL, MDLM baseline loss
+- :mod:`posterior`  p(z_s | z_t): dense form for analysis and the O(B L) mixture sampler step
+- :mod:`guidance`   classifier-free guidance (XDLM convention) and its schedules
+- :mod:`samplers`   ancestral and confidence-based samplers as generators of per-step states
+- :mod:`rng`        per-sample random streams (results independent of batch size)
+"""
+
+from xdlm_vision.core.guidance import GuidanceSchedule, guided_logits
+from xdlm_vision.core.loss import finite_step_kl, masked_cross_entropy, nelbo
+from xdlm_vision.core.posterior import PosteriorDraw, posterior_probs, posterior_step
+from xdlm_vision.core.process import TokenSpace, corrupt, forward_marginal, sample_prior
+from xdlm_vision.core.rng import seeded_generators
+from xdlm_vision.core.samplers import SAMPLERS, SamplerStep, ancestral_sampler, confidence_sampler, sample
+from xdlm_vision.core.schedules import get_schedule
+from xdlm_vision.core.timesteps import sample_times
+
+__all__ = [
+    "GuidanceSchedule",
+    "PosteriorDraw",
+    "SAMPLERS",
+    "SamplerStep",
+    "TokenSpace",
+    "ancestral_sampler",
+    "confidence_sampler",
+    "corrupt",
+    "finite_step_kl",
+    "forward_marginal",
+    "get_schedule",
+    "guided_logits",
+    "masked_cross_entropy",
+    "nelbo",
+    "posterior_probs",
+    "posterior_step",
+    "sample",
+    "sample_prior",
+    "sample_times",
+    "seeded_generators",
+]

@@ -1,0 +1,142 @@
+"""The XDLM reverse step p(z_s | z_t) (x0-parameterisation), dense and as a mixture sampler.
+
+    p(z_s = e | z_t) = f_{t|s}(e, z_t) f_s(x_hat, e) / f_t(x_hat, z_t),
+    f_{t|s}(e, z) = alpha_{t|s} [e = z] + beta_{t|s} pi_z,    alpha_{t|s} = alpha_t / alpha_s.
+
+Expanding f_s(x_hat, e) = alpha_s x_hat_e + beta_s pi_e shows a three-way mixture
+
+    p(. | z_t) = [ w_x Cat(x_hat) + w_pi pi + w_stay delta_{z_t} ] / f_t(x_hat, z_t),
+    w_x = beta_{t|s} pi_{z_t} alpha_s,  w_pi = beta_{t|s} pi_{z_t} beta_s,  w_stay = alpha_{t|s} f_s(x_hat, z_t),
+
+so a step needs x_hat only at z_t (one log-sum-exp for positions that are not masked) and one
+categorical draw over N for the positions that pick the first component.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from xdlm_vision.core.process import TokenSpace, _draw_from_pi
+from xdlm_vision.core.rng import RandomSource
+
+# Rows per chunk when gathering logits rows for log-sum-exp / categorical draws: temporaries stay
+# near 1/32 of the logits (and at most 2^20 elements).
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def posterior_probs(
+    logits: torch.Tensor, z_t: torch.Tensor, alpha_t: float, alpha_s: float, space: TokenSpace
+) -> torch.Tensor:
+    """Dense p(z_s | z_t) over all N + 1 states, for analysis and tests.
+
+    logits (..., N); z_t (...) ids in 0..N. Returns (..., N + 1) in the logits' float dtype
+    (float32 at least). Allocates (..., N + 1): not for the sampling hot path.
+    """
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    p = torch.softmax(logits.to(dtype), dim=-1)  # (..., N)
+    a_ts = alpha_t / alpha_s if alpha_s > 0 else 0.0
+    b_ts = 1.0 - a_ts
+    pi = space.stationary(dtype, logits.device)  # (N + 1,)
+    fs_hat = alpha_s * torch.nn.functional.pad(p, (0, 1)) + (1 - alpha_s) * pi  # (..., N + 1)
+    pi_z = pi[z_t][..., None]  # (..., 1)
+    f_ts = b_ts * pi_z + a_ts * torch.nn.functional.one_hot(z_t, space.num_states).to(dtype)  # (..., N + 1)
+    joint = f_ts * fs_hat  # (..., N + 1)
+    return joint / joint.sum(-1, keepdim=True)
+
+
+@dataclass
+class PosteriorDraw:
+    z_s: torch.Tensor  # (B, L) int64 next state
+    component: torch.Tensor  # (B, L) int8: 0 = drew from x_hat, 1 = from pi, 2 = stayed at z_t
+
+
+def _rows_in_chunks(n_rows: int, n: int, total_elements: int):
+    chunk = max(1, min(_CHUNK_ELEMENTS, max(n, total_elements // 32)) // n)
+    for lo in range(0, n_rows, chunk):
+        yield lo, min(n_rows, lo + chunk)
+
+
+def log_prob_at(logits2d: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits2d[rows])[ids] in float64, chunked over rows. rows, ids (M,) -> (M,)."""
+    out = torch.empty(rows.shape[0], dtype=torch.float64, device=logits2d.device)
+    n = logits2d.shape[-1]
+    for lo, hi in _rows_in_chunks(rows.shape[0], n, logits2d.numel()):
+        block = logits2d[rows[lo:hi]].float()  # (r, N)
+        lse = torch.logsumexp(block, dim=-1)  # (r,)
+        out[lo:hi] = (block.gather(1, ids[lo:hi, None]).squeeze(1) - lse).double()
+    return out
+
+
+def categorical_rows(logits2d: torch.Tensor, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Exact inverse-CDF draws from softmax(logits2d[rows]) with float64 uniforms u (M,).
+
+    The CDF is accumulated in float64, so the draw is exact for the float32 probabilities (no
+    float32 Gumbel noise, whose 2^-24 resolution biases rare tokens). Chunked over rows.
+    """
+    out = torch.empty(rows.shape[0], dtype=torch.long, device=logits2d.device)
+    n = logits2d.shape[-1]
+    for lo, hi in _rows_in_chunks(rows.shape[0], n, logits2d.numel()):
+        block = logits2d[rows[lo:hi]].float()  # (r, N)
+        p = torch.sub(block, block.amax(-1, keepdim=True)).exp_()  # (r, N) unnormalised
+        cdf = torch.cumsum(p, dim=-1, dtype=torch.float64)  # (r, N)
+        target = u[lo:hi, None] * cdf[:, -1:]  # (r, 1)
+        out[lo:hi] = torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_max(n - 1)
+    return out
+
+
+def posterior_step(
+    logits: torch.Tensor,
+    z_t: torch.Tensor,
+    alpha_t: float,
+    alpha_s: float,
+    space: TokenSpace,
+    generator=None,
+) -> PosteriorDraw:
+    """Draw z_s ~ p(z_s | z_t) with the mixture form; never builds (B, L, N + 1) probabilities.
+
+    logits (B, L, N) (guided or not; any float dtype); z_t (B, L); 0 <= alpha_t < alpha_s <= 1.
+    ``generator``: one torch.Generator or a list with one per sample (see RandomSource). Two
+    float64 uniforms per position come from each sample's stream, so a sample's draw depends only
+    on its own stream. At alpha_s = 1 no mask survives (w_pi = 0 and w_stay = 0 at the mask).
+    """
+    b, l, n = logits.shape
+    dev = logits.device
+    rng = RandomSource(generator, b, dev)
+    u_comp = rng.uniform((l,)).reshape(-1)  # (R,) picks the component
+    u_draw = rng.uniform((l,)).reshape(-1)  # (R,) draws inside the component
+    z = z_t.reshape(-1)
+    flat = logits.reshape(-1, n)
+    k, rho = space.k, space.data_prior
+    a_ts = alpha_t / alpha_s if alpha_s > 0 else 0.0
+    b_ts, b_s = 1.0 - a_ts, 1.0 - alpha_s
+    is_mask = z == space.mask_id
+
+    # x_hat at z_t, needed only where z_t is a data token and staying is possible
+    fs_hat = torch.full(z.shape, b_s * (1 - k), dtype=torch.float64, device=dev)  # f_s(x_hat, m)
+    if a_ts > 0 and k > 0:
+        rows = (~is_mask).nonzero().squeeze(1)  # (M,)
+        if rows.numel():
+            p_z = log_prob_at(flat, rows, z[rows]).exp()  # (M,)
+            fs_hat[rows] = alpha_s * p_z + b_s * rho
+    elif k == 0:
+        fs_hat = torch.where(is_mask, fs_hat, torch.ones_like(fs_hat))  # MDLM: data tokens always stay
+    r_z = torch.where(is_mask, 1.0 - k, rho).to(torch.float64)  # (R,)
+    w_x = b_ts * r_z * alpha_s
+    w_pi = b_ts * r_z * b_s
+    w_stay = a_ts * fs_hat
+    pick = u_comp * (w_x + w_pi + w_stay)  # (R,)
+    from_x = pick < w_x
+    from_pi = (~from_x) & (pick < w_x + w_pi)
+
+    z_s = z.clone()
+    rows_x = from_x.nonzero().squeeze(1)
+    if rows_x.numel():
+        z_s[rows_x] = categorical_rows(flat, rows_x, u_draw[rows_x])
+    if bool(from_pi.any()):
+        z_s[from_pi] = _draw_from_pi(u_draw[from_pi], rng, space)
+    component = torch.full_like(z, 2, dtype=torch.int8)
+    component[from_x] = 0
+    component[from_pi] = 1
+    return PosteriorDraw(z_s.reshape(b, l), component.reshape(b, l))

@@ -1,0 +1,126 @@
+"""Per-row scalars of a softmax over a large vocabulary, computed in row chunks.
+
+The XDLM loss and KL need, per position, only three scalars of the predicted distribution
+p = softmax(logits) over the N data tokens:
+
+    lx  = log p_x                      (at the clean token x)
+    lz  = log p_z                      (at the noisy token z_t, when it is a data token)
+    ssp = sum_e log(1 + c p_e)         (c > 0 a per-row constant; skipped when k = 0)
+
+:func:`row_stats` computes them with a custom autograd function that walks the logits in row
+chunks, so neither the forward nor the backward pass keeps an (rows, N) temporary beyond one
+chunk: the only full-size tensor it allocates is the gradient of the logits itself.
+
+Gradient (p the softmax, sigma_e = c p_e / (1 + c p_e), T = sum_e sigma_e):
+    d lx / d l_j  = [j = x] - p_j
+    d lz / d l_j  = [j = z] - p_j
+    d ssp / d l_j = sigma_j - p_j T
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Default number of logits elements per chunk (4 MiB of float32); also capped at 1/16 of the
+# logits so small problems keep their temporaries small relative to the logits.
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunk_rows(rows: int, n: int, chunk_elements: int | None) -> int:
+    budget = chunk_elements or min(CHUNK_ELEMENTS, max(n, rows * n // 16))
+    return max(1, min(rows, budget // n))
+
+
+class _RowStats(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, x, z, c, chunk_rows):  # logits (R, N); x, z (R,) int64; c (R,) float32 or None
+        rows, n = logits.shape
+        lse = torch.empty(rows, dtype=torch.float32, device=logits.device)  # (R,)
+        ssp = torch.zeros(rows, dtype=torch.float32, device=logits.device)  # (R,)
+        for lo in range(0, rows, chunk_rows):
+            hi = min(rows, lo + chunk_rows)
+            block = logits[lo:hi].float()  # (r, N) — a view when logits are float32
+            peak = block.amax(dim=-1, keepdim=True)  # (r, 1)
+            e = torch.sub(block, peak).exp_()  # (r, N) exp(l - max)
+            total = e.sum(dim=-1, keepdim=True)  # (r, 1)
+            lse[lo:hi] = (peak + total.log()).squeeze(-1)
+            if c is not None:
+                # c p_e = c exp(l - max) / total; one log1p per element, no second exp
+                ssp[lo:hi] = e.mul_(c[lo:hi, None] / total).log1p_().sum(dim=-1)
+        lx = logits.gather(1, x[:, None]).squeeze(1).float() - lse  # (R,)
+        lz = logits.gather(1, z[:, None]).squeeze(1).float() - lse  # (R,)
+        ctx.save_for_backward(logits, x, z, lse, c if c is not None else lse.new_empty(0))
+        ctx.has_c = c is not None
+        ctx.chunk_rows = chunk_rows
+        return lx, lz, ssp
+
+    @staticmethod
+    def backward(ctx, g_x, g_z, g_s):
+        logits, x, z, lse, c = ctx.saved_tensors
+        rows, _ = logits.shape
+        g_x = torch.zeros_like(lse) if g_x is None else g_x.float()  # (R,)
+        g_z = torch.zeros_like(lse) if g_z is None else g_z.float()  # (R,)
+        use_s = ctx.has_c and g_s is not None
+        grad = torch.empty_like(logits)  # (R, N) the only full-size allocation
+        step = ctx.chunk_rows
+        for lo in range(0, rows, step):
+            hi = min(rows, lo + step)
+            p = torch.sub(logits[lo:hi].float(), lse[lo:hi, None]).exp_()  # (r, N) softmax
+            coef = g_x[lo:hi] + g_z[lo:hi]  # (r,)
+            if use_s:
+                gs = g_s[lo:hi].float()
+                sigma = p * c[lo:hi, None]  # (r, N) c p
+                sigma.add_(1).reciprocal_().neg_().add_(1)  # c p / (1 + c p) = 1 - 1 / (1 + c p)
+                coef = coef + gs * sigma.sum(dim=-1)
+                out = sigma.mul_(gs[:, None]).sub_(p.mul_(coef[:, None]))  # (r, N)
+            else:
+                out = p.mul_(-coef[:, None])  # (r, N)
+            out.scatter_add_(1, x[lo:hi, None], g_x[lo:hi, None])
+            out.scatter_add_(1, z[lo:hi, None], g_z[lo:hi, None])
+            grad[lo:hi] = out
+        return grad, None, None, None, None
+
+
+@dataclass
+class RowStats:
+    lx: torch.Tensor  # (R,) log p at the clean token
+    lz: torch.Tensor  # (R,) log p at z (meaningless where z was not a data token)
+    ssp: torch.Tensor  # (R,) sum_e log1p(c p_e); zeros when c is None
+
+
+def row_stats(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    z: torch.Tensor | None = None,
+    c: torch.Tensor | None = None,
+    chunk_elements: int | None = None,
+) -> RowStats:
+    """Chunked, memory-lean softmax statistics; differentiable w.r.t. ``logits``.
+
+    logits (R, N) float32/bf16/float64 (computed in float32, or float64 for float64 input —
+    then no chunk is upcast); x (R,) int64 in 0..N-1; z (R,) int64 (ids >= N are clamped, their
+    ``lz`` is then meaningless and should be unused); c (R,) positive, finite, or None.
+    Returns float32 stats (float64 for float64 logits).
+    """
+    n = logits.shape[-1]
+    z = x if z is None else z.clamp_max(n - 1)
+    if logits.dtype == torch.float64:
+        return _row_stats_dense64(logits, x, z, c)
+    c32 = None if c is None else c.float().contiguous()
+    rows = _chunk_rows(logits.shape[0], n, chunk_elements)
+    lx, lz, ssp = _RowStats.apply(logits, x.contiguous(), z.contiguous(), c32, rows)
+    return RowStats(lx, lz, ssp)
+
+
+def _row_stats_dense64(logits, x, z, c) -> RowStats:
+    """Float64 path (tests and analysis): plain autograd, exact to float64."""
+    logp = torch.log_softmax(logits, dim=-1)  # (R, N)
+    lx = logp.gather(1, x[:, None]).squeeze(1)
+    lz = logp.gather(1, z[:, None]).squeeze(1)
+    if c is None:
+        ssp = torch.zeros_like(lx)
+    else:
+        ssp = torch.log1p(c.double()[:, None] * logp.exp()).sum(-1)
+    return RowStats(lx, lz, ssp)
