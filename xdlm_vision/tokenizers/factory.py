@@ -1,0 +1,86 @@
+"""One way for the rest of the toolkit to build a tokenizer and to record which one it used.
+
+A *tokenizer spec* is a small JSON-serialisable dict stored in token manifests and model
+checkpoints, so the same tokenizer can be rebuilt later:
+
+- ``{"kind": "pixel", "levels": 256, "channels": 3}``
+- ``{"kind": "llamagen", "size": "VQ-16" | null, "config": {...LlamaGenVQConfig fields...},
+  "checkpoint": "/abs/path/vq_ds16_c2i.pt", "sha256": "<hex>"}``
+- ``{"kind": "diffusers", "path": "/abs/path/to/vqmodel_dir"}``
+
+``load_tokenizer(spec)`` rebuilds it (verifying the LlamaGen checkpoint's SHA-256);
+``tokenizer_spec(tok)`` produces it; ``open_tokenizer(name, checkpoint)`` is the CLI's entry point
+(``--tokenizer`` + ``--tokenizer-checkpoint``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from xdlm_vision.errors import UserError
+from xdlm_vision.tokenizers.base import ImageTokenizer
+from xdlm_vision.tokenizers.pixel import PixelTokenizer
+
+TOKENIZER_KINDS = ("pixel", "llamagen", "diffusers")
+
+
+def tokenizer_spec(tok: ImageTokenizer) -> dict:
+    """JSON-serialisable description of ``tok`` that :func:`load_tokenizer` turns back into it."""
+    from xdlm_vision.tokenizers.diffusers_vq import DiffusersVQTokenizer
+    from xdlm_vision.tokenizers.llamagen import LlamaGenTokenizer
+
+    if isinstance(tok, PixelTokenizer):
+        return {"kind": "pixel", "levels": tok.levels, "channels": tok.channels}
+    if isinstance(tok, LlamaGenTokenizer):
+        return {
+            "kind": "llamagen",
+            "size": tok.size,
+            "config": tok.config.to_dict(),
+            "checkpoint": tok.checkpoint,
+            "sha256": tok.checkpoint_sha256,
+        }
+    if isinstance(tok, DiffusersVQTokenizer):
+        return {"kind": "diffusers", "path": tok.path}
+    raise TypeError(f"no spec for tokenizer type {type(tok).__name__}")
+
+
+def load_tokenizer(
+    spec: dict,
+    device: str | torch.device = "cpu",
+    checkpoint: str | Path | None = None,  # overrides the recorded path (weights moved); hash still checked
+) -> ImageTokenizer:
+    """Rebuild a tokenizer from :func:`tokenizer_spec`'s dict."""
+    kind = spec.get("kind")
+    if kind == "pixel":
+        return PixelTokenizer(levels=int(spec["levels"]), channels=int(spec["channels"]))
+    if kind == "llamagen":
+        from xdlm_vision.tokenizers.llamagen import load_llamagen_tokenizer
+
+        path = checkpoint or spec.get("checkpoint")
+        if not path:
+            raise UserError("the tokenizer spec records no checkpoint; pass --tokenizer-checkpoint")
+        arch = spec.get("size") or spec["config"]
+        return load_llamagen_tokenizer(path, arch, device=device, expected_sha256=spec.get("sha256"))
+    if kind == "diffusers":
+        from xdlm_vision.tokenizers.diffusers_vq import load_diffusers_tokenizer
+
+        return load_diffusers_tokenizer(checkpoint or spec["path"], device=device)
+    raise UserError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZER_KINDS}")
+
+
+def open_tokenizer(
+    tokenizer: str, checkpoint: str | Path | None, device: str | torch.device = "cpu"
+) -> ImageTokenizer:
+    """CLI entry: ``--tokenizer`` is "VQ-16", "VQ-8", a LlamaGen config JSON, or "diffusers";
+    ``--tokenizer-checkpoint`` is the weights file (LlamaGen) or model directory (diffusers)."""
+    if checkpoint is None:
+        raise UserError("pass the tokenizer weights with --tokenizer-checkpoint PATH")
+    if tokenizer == "diffusers":
+        from xdlm_vision.tokenizers.diffusers_vq import load_diffusers_tokenizer
+
+        return load_diffusers_tokenizer(checkpoint, device=device)
+    from xdlm_vision.tokenizers.llamagen import load_llamagen_tokenizer
+
+    return load_llamagen_tokenizer(checkpoint, tokenizer, device=device)
