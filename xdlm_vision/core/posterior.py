@@ -21,9 +21,9 @@ import torch
 from xdlm_vision.core.process import TokenSpace, _draw_from_pi
 from xdlm_vision.core.rng import RandomSource
 
-# Rows per chunk when gathering logits rows for log-sum-exp / categorical draws: temporaries stay
-# near 1/32 of the logits (and at most 2^20 elements).
-_CHUNK_ELEMENTS = 1 << 20
+# Rows per chunk when gathering logits rows for log-sum-exp / categorical draws: cache-sized
+# (2^16 elements) and at most 1/32 of the logits, so temporaries stay far below the logits.
+_CHUNK_ELEMENTS = 1 << 16
 
 
 def posterior_probs(

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-# Default number of logits elements per chunk (4 MiB of float32); also capped at 1/16 of the
-# logits so small problems keep their temporaries small relative to the logits.
-CHUNK_ELEMENTS = 1 << 20
+# Default number of logits elements per chunk: 256 KiB of float32, so that the several passes over
+# a chunk (max, exp, sum, log1p, ...) hit the CPU cache instead of memory. Measured on a 2-core
+# CPU at (8, 256, 16384): 2^16 elements made the loss about 2x faster than 2^20. Also capped at
+# 1/16 of the logits so small problems keep their temporaries small relative to the logits.
+CHUNK_ELEMENTS = 1 << 16
 
 
 def _chunk_rows(rows: int, n: int, chunk_elements: int | None) -> int:

@@ -1,0 +1,169 @@
+"""Core performance ratios, measured in one run on the same tensors (issue 2).
+
+    python benchmarks/bench_core.py            # all three shapes (about 10 minutes on 2 CPU cores)
+    python benchmarks/bench_core.py --quick    # smaller shapes, a smoke run (seconds)
+
+For each (B, L, N) it reports, CPU fp32:
+  * loss: XDLM ``nelbo`` forward+backward / masked cross-entropy (the MDLM loss done the usual way,
+    ``F.cross_entropy`` + mask) forward+backward, median over repetitions after a warm-up, and the
+    peak memory each needs beyond the logits and their gradient, as a fraction of the logits;
+  * sampler step: XDLM ``posterior_step`` (mixture form) / an MDLM step done the usual way (softmax
+    over every position, (B, L, N+1) transition probabilities, Gumbel-argmax draw), on states z_t
+    drawn from the forward process at each step's t: the mean over a 32-step grid and the last
+    step (alpha_s = 1) separately, plus the peak extra memory.
+
+Peak memory is the process's resident-set high-water mark (reset through /proc/self/clear_refs),
+so the script re-executes itself with MALLOC_MMAP_THRESHOLD_ set: large buffers then go straight
+back to the OS when freed and the high-water mark sees every temporary (Linux only).
+Timings on a shared machine are noisy; the ratios are what the targets are about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and sys.platform.startswith("linux"):
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+import torch  # noqa: E402
+
+from xdlm_vision.core import TokenSpace, corrupt, get_schedule, masked_cross_entropy, nelbo, posterior_step  # noqa: E402
+
+SHAPES = {
+    "VQ-16 codes": (8, 256, 16384),
+    "CIFAR pixels": (4, 3072, 256),
+    "GPT-2 text": (4, 1024, 50257),
+}
+QUICK_SHAPES = {"quick": (2, 64, 1024)}
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return int(re.search(rf"{field}:\s+(\d+)", fh.read()).group(1)) * 1024
+
+
+def peak_extra_bytes(fn) -> int:
+    """Resident-set growth at the peak of fn() over the resident set before it."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _status("VmRSS")
+    fn()
+    return _status("VmHWM") - before
+
+
+def median_time(fn, reps: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def mdlm_step_usual(logits, z_t, alpha_t, alpha_s, mask_id, generator):
+    """An MDLM reverse step as reference code usually writes it: dense probabilities over N + 1
+    states at every position, a Gumbel-argmax draw, then unmasked tokens copied over."""
+    p_x0 = torch.softmax(logits.float(), dim=-1)  # (B, L, N)
+    q = torch.cat([p_x0 * (alpha_s - alpha_t), torch.full_like(p_x0[..., :1], 1.0 - alpha_s)], dim=-1)  # (B, L, N+1)
+    gumbel = -(torch.rand(q.shape, generator=generator) + 1e-10).log()  # (B, L, N+1)
+    draw = (q / gumbel).argmax(dim=-1)  # (B, L)
+    return torch.where(z_t == mask_id, draw, z_t)
+
+
+def bench_loss(shape, reps: int, k: float) -> dict:
+    b, l, n = shape
+    g = torch.Generator().manual_seed(0)
+    space, sched = TokenSpace(n, k), get_schedule("linear")
+    logits = torch.randn(shape, generator=g).requires_grad_()
+    x0 = torch.randint(0, n, (b, l), generator=g)
+    t = torch.rand(b, generator=g) * 0.98 + 0.01
+    z_t = corrupt(x0, t, space, sched, generator=g)
+    logit_bytes = logits.numel() * logits.element_size()
+
+    def run(loss_fn):
+        def go():
+            logits.grad = None
+            loss_fn(logits, x0, z_t, t, space, sched).mean().backward()
+        return go
+
+    out = {}
+    for name, fn in (("xdlm", nelbo), ("masked_ce", masked_cross_entropy)):
+        out[f"{name}_s"] = median_time(run(fn), reps)
+        logits.grad = None
+        extra = peak_extra_bytes(run(fn)) - logit_bytes  # minus the gradient buffer
+        out[f"{name}_mem"] = max(extra, 0) / logit_bytes
+    out["ratio"] = out["xdlm_s"] / out["masked_ce_s"]
+    return out
+
+
+def bench_sampler(shape, reps: int, k: float, num_steps: int = 32, probe_every: int = 4) -> dict:
+    b, l, n = shape
+    g = torch.Generator().manual_seed(0)
+    space, sched = TokenSpace(n, k), get_schedule("linear")
+    logits = torch.randn(shape, generator=g)
+    x0 = torch.randint(0, n, (b, l), generator=g)
+    logit_bytes = logits.numel() * logits.element_size()
+    steps = sorted(set(range(0, num_steps, probe_every)) | {num_steps - 1})
+    ours, theirs, mem_ours, mem_theirs = {}, {}, 0.0, 0.0
+    for i in steps:
+        t = 1.0 - i / num_steps
+        s = 1.0 - (i + 1) / num_steps if i + 1 < num_steps else 0.0
+        a_t, a_s = float(sched.alpha(torch.tensor(t))), 1.0 if s == 0 else float(sched.alpha(torch.tensor(s)))
+        z_t = corrupt(x0, torch.full((b,), t), space, sched, generator=g)  # a state at time t
+        mdlm_z = corrupt(x0, torch.full((b,), t), TokenSpace(n, 0.0), sched, generator=g)
+        ours[i] = median_time(lambda: posterior_step(logits, z_t, a_t, a_s, space, g), reps)
+        theirs[i] = median_time(lambda: mdlm_step_usual(logits, mdlm_z, a_t, a_s, n, g), reps)
+        mem_ours = max(mem_ours, peak_extra_bytes(lambda: posterior_step(logits, z_t, a_t, a_s, space, g)) / logit_bytes)
+        mem_theirs = max(mem_theirs, peak_extra_bytes(lambda: mdlm_step_usual(logits, mdlm_z, a_t, a_s, n, g)) / logit_bytes)
+    last = num_steps - 1
+    mid = [i for i in steps if i != last]
+    return {
+        "mean_ratio": sum(ours[i] for i in mid) / sum(theirs[i] for i in mid),
+        "last_ratio": ours[last] / theirs[last],
+        "worst_mid_ratio": max(ours[i] / theirs[i] for i in mid),
+        "xdlm_mem": mem_ours,
+        "mdlm_mem": mem_theirs,
+        "xdlm_mean_s": statistics.mean(ours[i] for i in mid),
+        "mdlm_mean_s": statistics.mean(theirs[i] for i in mid),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, a smoke run")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement (after a warm-up)")
+    parser.add_argument("--k", type=float, default=0.1, help="mixing ratio k of the XDLM side")
+    parser.add_argument("--only", choices=["loss", "sampler"], default=None)
+    args = parser.parse_args()
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, k = {args.k}\n")
+    if args.only != "sampler":
+        print("| shape (B, L, N) | XDLM loss fwd+bwd | masked CE fwd+bwd | ratio (target <= 2.0) "
+              "| XDLM extra mem / logits (target <= 0.25) | masked CE extra mem / logits |")
+        print("|---|---|---|---|---|---|")
+        for name, shape in shapes.items():
+            r = bench_loss(shape, args.reps, args.k)
+            print(f"| {name} {shape} | {r['xdlm_s'] * 1e3:.1f} ms | {r['masked_ce_s'] * 1e3:.1f} ms | "
+                  f"**{r['ratio']:.2f}** | **{r['xdlm_mem']:.3f}** | {r['masked_ce_mem']:.3f} |", flush=True)
+        print()
+    if args.only != "loss":
+        print("| shape (B, L, N) | XDLM step (mean of 32) | MDLM step (mean) | ratio (target <= 0.5) "
+              "| worst single step | last step ratio (target <= 1.0) | XDLM extra mem / logits (target <= 0.1) "
+              "| MDLM extra mem / logits |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, shape in shapes.items():
+            r = bench_sampler(shape, max(1, args.reps - 2), args.k)
+            print(f"| {name} {shape} | {r['xdlm_mean_s'] * 1e3:.1f} ms | {r['mdlm_mean_s'] * 1e3:.1f} ms | "
+                  f"**{r['mean_ratio']:.2f}** | {r['worst_mid_ratio']:.2f} | **{r['last_ratio']:.2f}** | "
+                  f"**{r['xdlm_mem']:.3f}** | {r['mdlm_mem']:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
