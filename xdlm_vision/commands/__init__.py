@@ -7,4 +7,6 @@ them), so a command's heavy imports never slow down the others.
 """
 
 # subcommand name -> module under xdlm_vision.commands
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "train": "train",
+}

@@ -1,0 +1,355 @@
+"""Training configuration: dataclasses with commented defaults, YAML presets, ``key=value`` overrides.
+
+A run is described by one :class:`Config` made of small sections (``data``, ``tokenizer``,
+``model``, ``diffusion``, ``optim``, ``training``, ``sampling``). It is resolved in three layers:
+
+1. the dataclass defaults below,
+2. a YAML preset (``digits``, ``cifar10``, ``imagenet``) or a user's ``PATH.yaml``,
+3. command-line overrides with dotted keys, e.g. ``optim.lr=1e-3 diffusion.k=0``.
+
+Every key is checked against the field names and every value against the field's type; a wrong
+key or value raises :class:`~xdlm_vision.errors.UserError` listing the valid keys. The resolved
+config is printed by ``xdlm-vision train ... --dry-run`` and saved as JSON in every checkpoint.
+
+Where the presets live: the YAML files are package data in ``xdlm_vision/configs/`` so that
+they are found after a plain (non-editable) ``pip install``; the repository's top-level
+``configs/`` holds symlinks to them, so ``configs/digits.yaml`` is the path to read and edit in a
+checkout and there is only one copy of each file. :func:`preset_path` looks in the package only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xdlm_vision.errors import UserError
+
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # dataset registry key: digits | cifar10 | imagefolder | codes
+    path: str | None = None  # dataset root on disk (required to train cifar10/imagenet; digits is embedded)
+    val_path: str | None = None  # optional separate validation root (codes/imagefolder); None = dataset default
+    num_workers: int = 0  # DataLoader worker processes per training process
+    max_val_samples: int | None = None  # cap on validation examples (None = the whole split)
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "pixel"  # pixel | vq16 (LlamaGen VQ-16, used only to decode sample grids)
+    levels: int = 17  # pixel tokenizer: intensity levels = codebook size N
+    channels: int = 1  # pixel tokenizer: colour channels per pixel
+    path: str | None = None  # VQ weights for decoding sample grids (None: skip the grid for VQ tokens)
+    codebook_size: int = 16384  # VQ tokenizer: number of codes N
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "dit"  # backbone registry key: dit | unet
+    size: str = "DiT-digits"  # size registry name (DiT-tiny/digits/S/B/L/XL, small, unet-tiny/digits/cifar)
+    time_conditioning: bool = False  # feed t to the backbone (the paper feeds a zero timestep)
+    overrides: dict = field(default_factory=dict)  # extra keyword arguments for build_backbone
+
+
+@dataclass
+class DiffusionConfig:
+    k: float = 0.1  # uniform-noise share: 0 = MDLM, 0 < k < 1 = XDLM (paper: 0.1), 1 = UDLM
+    schedule: str = "linear"  # alpha_t schedule: linear (1 - t) | cosine
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4  # peak learning rate of AdamW
+    betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW (beta1, beta2)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    eps: float = 1e-8  # AdamW epsilon
+    warmup_steps: int = 2500  # linear warm-up from 0 to lr over this many optimizer steps
+    lr_schedule: str = "constant"  # after warm-up: constant | cosine (decays to min_lr_ratio * lr)
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping, the norm is still logged)
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 500_000  # optimizer steps in the whole run
+    batch_size: int = 512  # GLOBAL batch per optimizer step (all processes x accumulation)
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step
+    mixed_precision: str = "bf16"  # bf16 | fp16 | no (accelerate autocast; the loss is float32)
+    ema_decay: float = 0.9999  # EMA decay; effective decay min(ema_decay, (1+n)/(10+n)) warms it up
+    ema_warmup: bool = True  # use the (1+n)/(10+n) warm-up above
+    label_dropout: float = 0.1  # probability of replacing a label by the null class C (for CFG)
+    seed: int = 0  # seeds data order, noise, label dropout and init; a run depends only on it
+    log_every: int = 100  # steps between metrics.jsonl lines
+    val_every: int = 5000  # steps between validation NELBO passes (0 = only at the end)
+    val_batch_size: int = 256  # validation micro-batch per process
+    sample_every: int = 10000  # steps between sample-grid PNGs (0 = only at the end)
+    ckpt_every: int = 10000  # steps between checkpoints (the last step is always saved)
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk (0 = keep all)
+    tensorboard: bool = True  # also log to OUT/tensorboard when tensorboard is installed
+
+
+@dataclass
+class SamplingConfig:
+    num_steps: int = 8  # sampler steps for the periodic sample grid
+    cfg: float = 0.0  # classifier-free guidance gamma (0 = plain conditional sampling)
+    per_class: int = 8  # samples per class in the grid (one row per class)
+    classes: list = field(default_factory=list)  # class ids in the grid ([] = up to 10 evenly spaced)
+    seed: int = 0  # sample i of the grid uses seed + i
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# field introspection
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """All dotted keys of ``cls`` (``model.overrides`` accepts any sub-key)."""
+    keys = []
+    for name, tp in _field_types(cls).items():
+        if dataclasses.is_dataclass(tp):
+            keys.extend(valid_keys(tp, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _type_name(tp: Any) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return f"{_type_name(args[0])} or null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    ok = False
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value, ok = float(value), True
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif tp is list:
+        ok = isinstance(value, (list, tuple))
+        value = list(value) if ok else value
+    elif tp is dict:
+        ok = isinstance(value, dict)
+    if not ok:
+        raise UserError(f"config key {key} expects {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _unknown_key(key: str) -> UserError:
+    return UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Dataclass ``cls`` from a (possibly partial) nested dict, defaults filling the gaps."""
+    if not isinstance(raw, dict):
+        raise UserError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {raw!r}")
+    hints = _field_types(cls)
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}{name}"
+        if name not in hints:
+            raise _unknown_key(key)
+        tp = hints[name]
+        kwargs[name] = _build(tp, value, key + ".") if dataclasses.is_dataclass(tp) else _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Validated :class:`Config` from a nested dict (missing keys take the defaults)."""
+    cfg = _build(Config, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """Plain nested dict (JSON/YAML serialisable) of a config."""
+    return dataclasses.asdict(cfg)
+
+
+def config_to_yaml(cfg: Config) -> str:
+    import yaml
+
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package (``digits``, ``cifar10``, ``imagenet``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name_or_path: str) -> Path:
+    """A preset name (``digits``) or a path to a YAML file -> the file to read."""
+    candidate = PRESET_DIR / f"{name_or_path}.yaml"
+    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")) and candidate.is_file():
+        return candidate
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    raise UserError(
+        f"no preset or YAML file {name_or_path!r}; pass one of {', '.join(preset_names())} or a path to a .yaml file"
+    )
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    """Set ``raw[a][b][c] = value`` for ``key = "a.b.c"``, validating the path against Config."""
+    parts = key.split(".")
+    cls: Any = Config
+    node = raw
+    for i, part in enumerate(parts):
+        hints = _field_types(cls) if cls is not None else None
+        if hints is not None and part not in hints:
+            raise _unknown_key(key)
+        last = i == len(parts) - 1
+        if last:
+            node[part] = value
+            return
+        tp = hints[part] if hints is not None else None
+        if hints is not None and not dataclasses.is_dataclass(tp) and tp is not dict:
+            raise _unknown_key(key)
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"config key {'.'.join(parts[: i + 1])} is not a section")
+        cls = tp if dataclasses.is_dataclass(tp) else None  # inside a free-form dict: anything goes
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-3"`` -> ``("optim.lr", 0.001)``; values are parsed as YAML scalars/lists."""
+    import yaml
+
+    if "=" not in text:
+        raise UserError(f"override {text!r} must look like key=value (e.g. optim.lr=1e-3)")
+    key, _, value_text = text.partition("=")
+    key = key.strip()
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"override {text!r}: cannot parse the value ({exc.__class__.__name__})") from None
+    return key, value
+
+
+def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve defaults <- preset YAML <- ``key=value`` overrides into a validated Config.
+
+    ``preset`` is a shipped preset name or a YAML path (None: dataclass defaults only).
+    """
+    import yaml
+
+    raw: dict = {}
+    if preset is not None:
+        path = preset_path(preset)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"cannot parse config file {path}: {exc}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections")
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(raw, key, value)
+    return config_from_dict(raw)
+
+
+_CHOICES = {
+    "tokenizer.kind": ("pixel", "vq16"),
+    "model.kind": ("dit", "unet"),
+    "diffusion.schedule": ("linear", "cosine"),
+    "optim.lr_schedule": ("constant", "cosine"),
+    "training.mixed_precision": ("bf16", "fp16", "no"),
+}
+
+
+def _get(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate(cfg: Config) -> None:
+    """Range and choice checks that types alone cannot express; raises UserError naming the key."""
+    for key, choices in _CHOICES.items():
+        if _get(cfg, key) not in choices:
+            raise UserError(f"config key {key} must be one of {', '.join(choices)}, got {_get(cfg, key)!r}")
+    if not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in cfg.optim.betas):
+        raise UserError(f"config key optim.betas must be two numbers, got {cfg.optim.betas!r}")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cfg.sampling.classes):
+        raise UserError(f"config key sampling.classes must be a list of class ids, got {cfg.sampling.classes!r}")
+    checks = [
+        ("diffusion.k", 0.0 <= cfg.diffusion.k <= 1.0, "in [0, 1]"),
+        ("optim.lr", cfg.optim.lr > 0, "> 0"),
+        ("optim.betas", len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "two numbers in [0, 1)"),
+        ("optim.warmup_steps", cfg.optim.warmup_steps >= 0, ">= 0"),
+        ("optim.grad_clip", cfg.optim.grad_clip >= 0, ">= 0"),
+        ("optim.min_lr_ratio", 0 <= cfg.optim.min_lr_ratio <= 1, "in [0, 1]"),
+        ("training.steps", cfg.training.steps >= 1, ">= 1"),
+        ("training.batch_size", cfg.training.batch_size >= 1, ">= 1"),
+        ("training.grad_accum", cfg.training.grad_accum >= 1, ">= 1"),
+        ("training.ema_decay", 0 <= cfg.training.ema_decay < 1, "in [0, 1)"),
+        ("training.label_dropout", 0 <= cfg.training.label_dropout <= 1, "in [0, 1]"),
+        ("training.log_every", cfg.training.log_every >= 1, ">= 1"),
+        ("training.val_every", cfg.training.val_every >= 0, ">= 0"),
+        ("training.sample_every", cfg.training.sample_every >= 0, ">= 0"),
+        ("training.ckpt_every", cfg.training.ckpt_every >= 1, ">= 1"),
+        ("training.val_batch_size", cfg.training.val_batch_size >= 1, ">= 1"),
+        ("training.keep_checkpoints", cfg.training.keep_checkpoints >= 0, ">= 0"),
+        ("sampling.num_steps", cfg.sampling.num_steps >= 1, ">= 1"),
+        ("sampling.per_class", cfg.sampling.per_class >= 1, ">= 1"),
+        ("sampling.cfg", cfg.sampling.cfg >= 0, ">= 0"),
+        ("data.num_workers", cfg.data.num_workers >= 0, ">= 0"),
+    ]
+    for key, ok, what in checks:
+        if not ok:
+            raise UserError(f"config key {key} must be {what}, got {_get(cfg, key)!r}")
+    if cfg.training.batch_size % cfg.training.grad_accum:
+        raise UserError(
+            f"training.batch_size ({cfg.training.batch_size}) must be divisible by "
+            f"training.grad_accum ({cfg.training.grad_accum})"
+        )
+
+
+def config_to_json(cfg: Config) -> str:
+    return json.dumps(config_to_dict(cfg), indent=2)

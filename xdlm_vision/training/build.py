@@ -1,0 +1,191 @@
+"""From a Config to the objects a run needs: data, backbone, tokenizer.
+
+Datasets are a small registry keyed by ``data.name``. Each entry gives
+
+* ``meta(cfg) -> DataMeta``: vocabulary size N, token grid, classes and tokenizer spec, known
+  *without* reading the data (so ``--dry-run`` works before the data path is set), and
+* ``build(cfg) -> DataBundle``: the train/validation datasets, each item ``(tokens (h, w) int64,
+  label int64)``.
+
+Adding a dataset is one function pair plus one entry in ``DATASETS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from xdlm_vision.config import Config
+from xdlm_vision.errors import UserError
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@dataclass
+class DataMeta:
+    num_tokens: int  # N data tokens (mask id N)
+    grid_shape: tuple[int, ...]  # token grid (h, w) of one example
+    num_classes: int  # C (null class id C)
+    class_names: list[str]  # C names
+    tokenizer_spec: dict = field(default_factory=dict)  # how to decode tokens into images
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["grid_shape"] = list(self.grid_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataMeta":
+        return cls(
+            num_tokens=int(d["num_tokens"]),
+            grid_shape=tuple(int(v) for v in d["grid_shape"]),
+            num_classes=int(d["num_classes"]),
+            class_names=[str(c) for c in d["class_names"]],
+            tokenizer_spec=dict(d.get("tokenizer_spec", {})),
+        )
+
+
+@dataclass
+class DataBundle:
+    train: Dataset  # items (tokens (h, w) int64, label int64)
+    val: Dataset | None  # same; None = no validation split
+    meta: DataMeta
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    meta: Callable[[Config], DataMeta]
+    build: Callable[[Config], DataBundle]
+
+
+def tokenizer_spec(cfg: Config) -> dict[str, Any]:
+    t = cfg.tokenizer
+    if t.kind == "pixel":
+        return {"kind": "pixel", "levels": t.levels, "channels": t.channels}
+    return {"kind": t.kind, "codebook_size": t.codebook_size, "path": t.path}
+
+
+def _require_path(cfg: Config, what: str) -> str:
+    if not cfg.data.path:
+        raise UserError(f"the {cfg.data.name} dataset needs data.path=... pointing at {what}")
+    return cfg.data.path
+
+
+# --- digits (embedded) -----------------------------------------------------------------------
+
+
+def _digits_meta(cfg: Config) -> DataMeta:
+    from xdlm_vision.data.digits import DIGITS_CLASS_NAMES, DIGITS_LEVELS, DIGITS_SHAPE
+
+    if cfg.tokenizer.kind != "pixel" or cfg.tokenizer.levels != DIGITS_LEVELS or cfg.tokenizer.channels != 1:
+        raise UserError(
+            f"the digits data is {DIGITS_LEVELS} pixel levels x 1 channel: set tokenizer.kind=pixel "
+            f"tokenizer.levels={DIGITS_LEVELS} tokenizer.channels=1"
+        )
+    return DataMeta(DIGITS_LEVELS, tuple(DIGITS_SHAPE), len(DIGITS_CLASS_NAMES), list(DIGITS_CLASS_NAMES),
+                    tokenizer_spec(cfg))
+
+
+def _digits_build(cfg: Config) -> DataBundle:
+    from xdlm_vision.data.digits import DigitsTokens
+
+    return DataBundle(DigitsTokens("train"), DigitsTokens("val"), _digits_meta(cfg))
+
+
+# --- CIFAR-10 (pixel tokens from a local python-pickle copy) ----------------------------------
+
+
+def _cifar10_meta(cfg: Config) -> DataMeta:
+    t = cfg.tokenizer
+    if t.kind != "pixel" or t.channels != 3:
+        raise UserError("cifar10 uses pixel tokens: set tokenizer.kind=pixel tokenizer.channels=3")
+    return DataMeta(t.levels, (32, 32 * 3), 10, list(CIFAR10_CLASSES), tokenizer_spec(cfg))
+
+
+def _cifar10_build(cfg: Config) -> DataBundle:
+    root = _require_path(cfg, "the cifar-10-batches-py folder")
+    from xdlm_vision.data import cifar10  # provided by the data package (issue 3)
+
+    return DataBundle(
+        cifar10.CIFAR10Tokens(root, train=True, levels=cfg.tokenizer.levels, flip=True),
+        cifar10.CIFAR10Tokens(root, train=False, levels=cfg.tokenizer.levels, flip=False),
+        _cifar10_meta(cfg),
+    )
+
+
+# --- extracted codes (VQ token shards from `xdlm-vision extract-codes`) -----------------------
+
+
+def _codes_meta(cfg: Config) -> DataMeta:
+    """From the manifest when data.path exists; else the ImageNet-256 VQ-16 defaults."""
+    if cfg.data.path:
+        from xdlm_vision.data import codes
+
+        info = codes.read_manifest(cfg.data.path)
+        return DataMeta(int(info.codebook_size), tuple(info.grid_shape), int(info.num_classes),
+                        list(info.class_names), tokenizer_spec(cfg))
+    names = [str(i) for i in range(1000)]
+    return DataMeta(cfg.tokenizer.codebook_size, (16, 16), 1000, names, tokenizer_spec(cfg))
+
+
+def _codes_build(cfg: Config) -> DataBundle:
+    root = _require_path(cfg, "the output folder of `xdlm-vision extract-codes`")
+    from xdlm_vision.data import codes
+
+    train = codes.CodesDataset(root)
+    val = codes.CodesDataset(cfg.data.val_path) if cfg.data.val_path else None
+    return DataBundle(train, val, _codes_meta(cfg))
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "digits": DatasetEntry(_digits_meta, _digits_build),
+    "cifar10": DatasetEntry(_cifar10_meta, _cifar10_build),
+    "codes": DatasetEntry(_codes_meta, _codes_build),
+}
+
+
+def _entry(cfg: Config) -> DatasetEntry:
+    if cfg.data.name not in DATASETS:
+        raise UserError(f"unknown data.name {cfg.data.name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[cfg.data.name]
+
+
+def data_meta(cfg: Config) -> DataMeta:
+    """Vocabulary, grid and classes of ``cfg``'s dataset without reading it."""
+    return _entry(cfg).meta(cfg)
+
+
+def build_data(cfg: Config) -> DataBundle:
+    """Train/validation datasets of ``cfg`` (UserError if the data path is missing)."""
+    return _entry(cfg).build(cfg)
+
+
+def build_model(cfg: Config, meta: DataMeta) -> nn.Module:
+    """The backbone of ``cfg`` for ``meta``'s vocabulary/grid/classes (float32, train mode)."""
+    from xdlm_vision.backbones import build_backbone
+
+    return build_backbone(
+        cfg.model.kind,
+        num_tokens=meta.num_tokens,
+        grid_shape=tuple(meta.grid_shape),
+        num_classes=meta.num_classes,
+        size=cfg.model.size,
+        time_conditioning=cfg.model.time_conditioning,
+        **cfg.model.overrides,
+    )
+
+
+def build_tokenizer(spec: dict[str, Any]):
+    """Decoder for sample grids from a tokenizer spec; None when no weights are available."""
+    if spec.get("kind") == "pixel":
+        from xdlm_vision.tokenizers.pixel import PixelTokenizer
+
+        return PixelTokenizer(levels=int(spec["levels"]), channels=int(spec["channels"]))
+    if spec.get("kind") == "vq16" and spec.get("path"):
+        from xdlm_vision.tokenizers import llamagen
+
+        return llamagen.load_vq_tokenizer(spec["path"])
+    return None
