@@ -8,5 +8,6 @@ them), so a command's heavy imports never slow down the others.
 
 # subcommand name -> module under xdlm_vision.commands
 COMMANDS: dict[str, str] = {
+    "extract-codes": "extract_codes",
     "train": "train",
 }

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from xdlm_vision.data.example import TokenExample
 from xdlm_vision.errors import UserError
 
 DIGITS_LEVELS = 17  # intensities 0..16
@@ -65,5 +66,5 @@ class DigitsTokens(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.tokens[i], self.labels[i]
+    def __getitem__(self, i: int) -> TokenExample:
+        return TokenExample(self.tokens[i], self.labels[i])
