@@ -1,0 +1,62 @@
+"""Run logs: one JSON object per line in ``OUT/metrics.jsonl``, echoed lines on stdout, and
+TensorBoard scalars in ``OUT/tensorboard`` when the ``tensorboard`` package is installed.
+
+Only the main process writes (``enabled=False`` elsewhere). Appending keeps the history of a
+resumed run in one file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    def __init__(self, out_dir: str | Path, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self._writer = None
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+                except ImportError:
+                    SummaryWriter = None
+                if SummaryWriter is not None:
+                    self._writer = SummaryWriter(str(Path(out_dir) / "tensorboard"))
+
+    def log(self, record: dict[str, Any], echo: bool = False) -> None:
+        """Append ``record`` (must hold ``step``) to metrics.jsonl; ``echo`` also prints it."""
+        if not self.enabled:
+            return
+        record = {**record, "time": round(time.time(), 3)}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for key, value in record.items():
+                if key not in ("step", "time") and isinstance(value, (int, float)):
+                    self._writer.add_scalar(key, value, record["step"])
+        if echo:
+            shown = " ".join(f"{k} {_fmt(v)}" for k, v in record.items() if k != "time")
+            self.text(shown)
+
+    def text(self, line: str) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        tqdm.write(line)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
