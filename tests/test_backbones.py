@@ -242,3 +242,19 @@ def test_bad_input_shape_raises_user_error():
         build_backbone("dit", num_tokens=N, grid_shape=(2, 2, 2), num_classes=C, size="DiT-tiny")
     with pytest.raises(UserError, match="divisible"):
         build_backbone("unet", num_tokens=N, grid_shape=(5, 5), num_classes=C, size="unet-tiny")
+
+
+@pytest.mark.parametrize("kind,size,grid,overrides", TINY[::2], ids=IDS[::2])
+def test_bf16_autocast_forward_is_finite(kind, size, grid, overrides):
+    model = make(kind, size, grid, overrides).eval()
+    perturb(model)
+    z, y = batch(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(z, y)
+    assert logits.shape == (4, model.seq_len, N) and torch.isfinite(logits.float()).all()
+
+
+def test_meta_device_build_counts_parameters_without_memory():
+    with torch.device("meta"):
+        model = build_backbone("dit", num_tokens=16384, grid_shape=(16, 16), num_classes=1000, size="DiT-XL")
+    assert count_parameters(model) == 710_920_192

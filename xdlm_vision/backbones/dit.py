@@ -9,6 +9,7 @@ dropout and CFG), plus a timestep embedding when ``time_conditioning`` is on. Th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -128,7 +129,7 @@ class DiT(nn.Module):
         self.num_tokens = config.num_tokens
         self.num_classes = config.num_classes
         self.grid_shape = tuple(config.grid_shape)
-        self.seq_len = int(torch.tensor(self.grid_shape).prod())
+        self.seq_len = math.prod(self.grid_shape)
         d = config.width
 
         self.token_embed = nn.Embedding(config.num_tokens + 1, d)  # row N = [MASK]
