@@ -13,7 +13,12 @@ from PIL import Image
 from xdlm_vision.data.cifar10 import CIFAR10Tokens
 from xdlm_vision.data.digits import DigitsTokens, load_digits_split
 from xdlm_vision.data.example import TokenExample
-from xdlm_vision.data.image_folder import check_class_map, open_image_folder, read_class_map, write_json_atomic
+from xdlm_vision.data.image_folder import (
+    check_class_map,
+    open_image_folder,
+    read_class_map,
+    write_json_atomic,
+)
 from xdlm_vision.data.transforms import center_crop_arr, extraction_transform
 from xdlm_vision.errors import UserError
 

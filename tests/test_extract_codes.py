@@ -94,7 +94,9 @@ def test_end_to_end_with_flip(setup, tmp_path, capsys):
     assert item.tokens.dtype == torch.int64 and item.tokens.shape == (8, 8)
     assert torch.equal(item.tokens, expected[1, 1]) and int(item.label) == 0
     original = CodesDataset(out, views="original")
-    assert len(original) == 9 and torch.equal(original[8].tokens, expected[8, 0]) and int(original[8].label) == 2
+    assert (
+        len(original) == 9 and torch.equal(original[8].tokens, expected[8, 0]) and int(original[8].label) == 2
+    )
     torch.manual_seed(0)
     rand = CodesDataset(out, views="random")
     seen = {bool(torch.equal(rand[5].tokens, expected[5, 1])) for _ in range(20)}
@@ -153,15 +155,26 @@ def test_shards_split_across_processes(setup, clean, tmp_path):
 
     Rank 1 runs while rank 0 waits at its last barrier, as it would under ``accelerate launch``.
     """
-    cfg = dict(images=str(setup.images), checkpoint=str(setup.ckpt), tokenizer=str(setup.config),
-               image_size=16, batch_size=2, shard_size=4, num_workers=0)  # fmt: skip
+    cfg = {
+        "images": str(setup.images),
+        "checkpoint": str(setup.ckpt),
+        "tokenizer": str(setup.config),
+        "image_size": 16,
+        "batch_size": 2,
+        "shard_size": 4,
+        "num_workers": 0,
+    }
     out = tmp_path / "two"
     results = {}
 
     def run_rank1():
         results[1] = extract_codes(ExtractConfig(out=str(out), **cfg), _FakeDist(1, 2))
         assert not (out / "manifest.json").exists()  # only rank 0 writes it
-        assert sorted(p.name for p in out.glob("done_*")) == ["done_00000.json", "done_00001.json", "done_00002.json"]
+        assert sorted(p.name for p in out.glob("done_*")) == [
+            "done_00000.json",
+            "done_00001.json",
+            "done_00002.json",
+        ]
 
     results[0] = extract_codes(ExtractConfig(out=str(out), **cfg), _FakeDist(0, 2, {3: run_rank1}))
     assert (results[1].written, results[1].complete) == (1, False)

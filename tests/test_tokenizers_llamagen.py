@@ -13,7 +13,12 @@ from xdlm_vision.errors import UserError
 from xdlm_vision.tokenizers import load_tokenizer, open_tokenizer, tokenizer_spec
 from xdlm_vision.tokenizers.base import ImageTokenizer
 from xdlm_vision.tokenizers.llamagen import load_llamagen_tokenizer
-from xdlm_vision.tokenizers.llamagen_config import VQ_SIZES, LlamaGenVQConfig, config_from_dict, resolve_config
+from xdlm_vision.tokenizers.llamagen_config import (
+    VQ_SIZES,
+    LlamaGenVQConfig,
+    config_from_dict,
+    resolve_config,
+)
 from xdlm_vision.tokenizers.llamagen_vq import VQModel
 
 DATA = Path(__file__).parent / "data"
@@ -68,7 +73,12 @@ def test_registry_facts():
 
 def test_config_json_round_trip(tmp_path):
     cfg = _tiny_config()
-    assert (cfg.base_channels, cfg.encoder_ch_mult, cfg.decoder_res_blocks, cfg.codebook_size) == (32, (1, 2), 3, 64)
+    assert (cfg.base_channels, cfg.encoder_ch_mult, cfg.decoder_res_blocks, cfg.codebook_size) == (
+        32,
+        (1, 2),
+        3,
+        64,
+    )
     path = tmp_path / "tok.json"
     path.write_text(json.dumps(cfg.to_dict()))
     resolved = resolve_config(str(path))

@@ -12,23 +12,33 @@ HELP = "encode an ImageFolder once into sharded .npy token arrays + labels + man
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", required=True, help="ImageFolder root: one sub-folder of images per class")
+    parser.add_argument(
+        "--images", required=True, help="ImageFolder root: one sub-folder of images per class"
+    )
     parser.add_argument(
         "--tokenizer-checkpoint",
         required=True,
         help="tokenizer weights: LlamaGen .pt/.safetensors (e.g. vq_ds16_c2i.pt) or a diffusers VQModel folder",
     )
-    parser.add_argument("--out", required=True, help="output folder (created; rerun with the same flags to resume)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (created; rerun with the same flags to resume)"
+    )
     parser.add_argument(
         "--tokenizer",
         default="VQ-16",
         help="architecture: VQ-16 (default), VQ-8, a LlamaGen config JSON file, or 'diffusers'",
     )
-    parser.add_argument("--image-size", type=int, default=256, help="centre-crop side in pixels (default 256)")
-    parser.add_argument("--flip", action="store_true", help="also store the codes of the horizontally flipped crop")
+    parser.add_argument(
+        "--image-size", type=int, default=256, help="centre-crop side in pixels (default 256)"
+    )
+    parser.add_argument(
+        "--flip", action="store_true", help="also store the codes of the horizontally flipped crop"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="images per encoder call (default 32)")
     parser.add_argument("--shard-size", type=int, default=1024, help="images per shard file (default 1024)")
-    parser.add_argument("--class-map", default=None, help="JSON {folder: class id} the class folders must match")
+    parser.add_argument(
+        "--class-map", default=None, help="JSON {folder: class id} the class folders must match"
+    )
     parser.add_argument("--num-workers", type=int, default=4, help="DataLoader workers (default 4)")
 
 

@@ -39,7 +39,9 @@ def cifar10_dataset(root: str | Path, train: bool = True, transform=None, flag: 
         return CIFAR10(str(root), train=train, transform=transform, download=False)
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted."
         reason = str(exc).split(". ")[0]  # drop torchvision's "use download=True" advice
-        raise UserError(f"{flag} {str(root)!r}: CIFAR-10 batches incomplete or corrupted ({reason})") from None
+        raise UserError(
+            f"{flag} {str(root)!r}: CIFAR-10 batches incomplete or corrupted ({reason})"
+        ) from None
 
 
 class CIFAR10Tokens(Dataset):

@@ -22,7 +22,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from xdlm_vision.data.image_folder import open_image_folder, read_class_map, write_json_atomic
 from xdlm_vision.data.codes import (
     CLASS_MAP,
     FORMAT_VERSION,
@@ -34,6 +33,7 @@ from xdlm_vision.data.codes import (
     token_dtype,
     tokens_path,
 )
+from xdlm_vision.data.image_folder import open_image_folder, read_class_map, write_json_atomic
 from xdlm_vision.data.transforms import extraction_transform
 from xdlm_vision.errors import UserError
 
@@ -80,7 +80,11 @@ class Distributed(Protocol):
 
 
 def _validate_numbers(cfg: ExtractConfig) -> None:
-    for flag, value in (("--image-size", cfg.image_size), ("--batch-size", cfg.batch_size), ("--shard-size", cfg.shard_size)):
+    for flag, value in (
+        ("--image-size", cfg.image_size),
+        ("--batch-size", cfg.batch_size),
+        ("--shard-size", cfg.shard_size),
+    ):
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
     if cfg.num_workers < 0:
@@ -131,7 +135,9 @@ def _check_out_dir(out: Path, record: dict) -> None:
                 "use a new --out folder or delete it"
             )
     elif out.is_dir() and any(out.iterdir()):
-        raise UserError(f"--out {str(out)!r} is not empty and holds no extraction; use an empty or new folder")
+        raise UserError(
+            f"--out {str(out)!r} is not empty and holds no extraction; use an empty or new folder"
+        )
 
 
 def _shard_done(out: Path, shard: int, run_id: str, count: int, views: int, grid: tuple[int, int]) -> bool:
@@ -165,13 +171,15 @@ def _write_shard(out: Path, shard: int, tokens: np.ndarray, labels: np.ndarray, 
     """Arrays first, marker last; each through temp file + rename."""
     save_npy_atomic(tokens_path(out, shard), tokens)
     save_npy_atomic(labels_path(out, shard), labels)
-    write_json_atomic(done_path(out, shard), {"run_id": run_id, "count": int(len(labels))})
+    write_json_atomic(done_path(out, shard), {"run_id": run_id, "count": len(labels)})
 
 
 def _default_distributed() -> Distributed:
+    """accelerate's process state; without CUDA it must be asked for CPU (gloo) explicitly, or a
+    ``torchrun``-launched CPU process would think it is alone."""
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def extract_codes(cfg: ExtractConfig, dist: Distributed | None = None) -> ExtractResult:
@@ -235,7 +243,9 @@ def extract_codes(cfg: ExtractConfig, dist: Distributed | None = None) -> Extrac
     if rank == 0:
         unfinished = [i for i in range(num_shards) if not _shard_done(out, i, run_id, counts[i], views, grid)]
         if unfinished:
-            raise UserError(f"shards {unfinished[:10]} are unfinished; rerun extract-codes with the same flags")
+            raise UserError(
+                f"shards {unfinished[:10]} are unfinished; rerun extract-codes with the same flags"
+            )
         manifest = _manifest(record, spec, tok, dataset, counts, views, dtype, root)
         write_json_atomic(out / CLASS_MAP, dataset.class_to_idx)
         write_json_atomic(out / MANIFEST, manifest)  # last: its presence marks a complete extraction
@@ -265,7 +275,12 @@ def _manifest(record, spec, tok, dataset, counts, views, dtype, root) -> dict:
         "files_sha256": record["files_sha256"],
         "shard_size": record["shard_size"],
         "shards": [
-            {"index": i, "count": c, "tokens": tokens_path(Path(), i).name, "labels": labels_path(Path(), i).name}
+            {
+                "index": i,
+                "count": c,
+                "tokens": tokens_path(Path(), i).name,
+                "labels": labels_path(Path(), i).name,
+            }
             for i, c in enumerate(counts)
         ],
     }

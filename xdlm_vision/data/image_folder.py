@@ -36,7 +36,7 @@ def read_class_map(path: str | Path, flag: str = "--class-map") -> dict[str, int
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{flag} {str(path)!r}: cannot read class map JSON ({exc})") from None
     if not isinstance(raw, dict) or sorted(raw.values()) != list(range(len(raw))):
-        raise UserError(f"{flag} {str(path)!r}: expected {{\"class_name\": index}} with indices 0..C-1")
+        raise UserError(f'{flag} {str(path)!r}: expected {{"class_name": index}} with indices 0..C-1')
     return {str(k): int(v) for k, v in raw.items()}
 
 
@@ -52,10 +52,14 @@ def check_class_map(found: dict[str, int], expected: dict[str, int], flag: str =
         for label, items in (("missing folders", missing), ("unknown folders", extra), ("renumbered", moved))
         if items
     ]
-    raise UserError(f"class folders do not match the class map ({'; '.join(details)}); fix --images or {flag}")
+    raise UserError(
+        f"class folders do not match the class map ({'; '.join(details)}); fix --images or {flag}"
+    )
 
 
-def open_image_folder(root: str | Path, transform=None, class_map: dict[str, int] | None = None, flag: str = "--images"):
+def open_image_folder(
+    root: str | Path, transform=None, class_map: dict[str, int] | None = None, flag: str = "--images"
+):
     """torchvision ``ImageFolder`` over ``root`` (one sub-folder per class).
 
     Missing or empty folders raise UserError naming ``flag``; with ``class_map`` the folder names

@@ -44,7 +44,7 @@ def read_state_dict(path: str | Path, flag: str = CHECKPOINT_FLAG) -> dict[str, 
             obj = load_file(str(path), device="cpu")
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file: the user picked the wrong path
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means the user picked the wrong path
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{flag} {str(path)!r}: cannot read as safetensors/torch weights ({first})") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
@@ -104,5 +104,7 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, h
             )
             if items
         ]
-        raise UserError(f"{source} does not match the tokenizer architecture; " + "; ".join(parts) + f". {hint}")
+        raise UserError(
+            f"{source} does not match the tokenizer architecture; " + "; ".join(parts) + f". {hint}"
+        )
     model.load_state_dict(state, strict=True)

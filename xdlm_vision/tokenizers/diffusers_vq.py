@@ -82,7 +82,9 @@ def load_diffusers_tokenizer(path: str | Path, device: str | torch.device = "cpu
         raise UserError("the diffusers tokenizer needs `pip install diffusers`") from None
     try:
         model = VQModel.from_pretrained(str(path), local_files_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - diffusers raises many types for a bad folder
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--tokenizer-checkpoint {str(path)!r}: cannot load a diffusers VQModel ({first})") from None
+        raise UserError(
+            f"--tokenizer-checkpoint {str(path)!r}: cannot load a diffusers VQModel ({first})"
+        ) from None
     return DiffusersVQTokenizer(model, str(path.resolve())).to(device)

@@ -96,7 +96,9 @@ class LlamaGenTokenizer:
         if ids.ndim != 3:
             raise UserError(f"LlamaGen tokenizer expects ids (B, h, w), got {tuple(ids.shape)}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.codebook_size):
-            raise UserError(f"token ids must lie in 0..{self.codebook_size - 1} (the mask id cannot be decoded)")
+            raise UserError(
+                f"token ids must lie in 0..{self.codebook_size - 1} (the mask id cannot be decoded)"
+            )
         with self._amp():
             out = self.model.decode_code(ids.to(self.device, torch.long))
         return out.float().to(ids.device)
