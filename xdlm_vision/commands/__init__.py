@@ -8,6 +8,7 @@ them), so a command's heavy imports never slow down the others.
 
 # subcommand name -> module under xdlm_vision.commands
 COMMANDS: dict[str, str] = {
+    "eval": "eval",
     "extract-codes": "extract_codes",
     "train": "train",
 }
