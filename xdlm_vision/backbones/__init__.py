@@ -15,8 +15,8 @@ entry in ``BACKBONES``. Every built module has ``.num_tokens``, ``.seq_len``, ``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 

@@ -43,13 +43,13 @@ class DiTConfig:
 
 # (depth, width, heads) per size name; "small" is the XDLM paper's ImageNet model.
 DIT_SIZES: dict[str, dict] = {
-    "DiT-tiny": dict(depth=2, width=32, heads=2),  # tests
-    "DiT-digits": dict(depth=4, width=128, heads=4),  # 8x8 digits on a 2-core CPU
-    "DiT-S": dict(depth=12, width=384, heads=6),
-    "DiT-B": dict(depth=12, width=768, heads=12),
-    "DiT-L": dict(depth=24, width=1024, heads=16),
-    "DiT-XL": dict(depth=28, width=1152, heads=16),
-    "small": dict(depth=12, width=768, heads=12),
+    "DiT-tiny": {"depth": 2, "width": 32, "heads": 2},  # tests
+    "DiT-digits": {"depth": 4, "width": 128, "heads": 4},  # 8x8 digits on a 2-core CPU
+    "DiT-S": {"depth": 12, "width": 384, "heads": 6},
+    "DiT-B": {"depth": 12, "width": 768, "heads": 12},
+    "DiT-L": {"depth": 24, "width": 1024, "heads": 16},
+    "DiT-XL": {"depth": 28, "width": 1152, "heads": 16},
+    "small": {"depth": 12, "width": 768, "heads": 12},
 }
 DEFAULT_DIT_SIZE = "DiT-S"
 

@@ -51,12 +51,18 @@ class UNetConfig:
 
 
 UNET_SIZES: dict[str, dict] = {
-    "unet-tiny": dict(channels=1, token_embed_dim=8, ch=16, ch_mult=(1, 2), num_res_blocks=1,
-                      attn_resolutions=(2,), norm_groups=4, dropout=0.0),  # tests
-    "unet-digits": dict(channels=1, token_embed_dim=16, ch=32, ch_mult=(1, 2), num_res_blocks=2,
-                        attn_resolutions=(4,), dropout=0.1),  # 8x8x1, 17 levels; ~1 M params for a CPU
-    "unet-cifar": dict(channels=3, token_embed_dim=32, ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,
-                       attn_resolutions=(16,), dropout=0.1),  # 32x32x3, 256 levels (DDPM CIFAR-10)
+    "unet-tiny": {  # tests
+        "channels": 1, "token_embed_dim": 8, "ch": 16, "ch_mult": (1, 2), "num_res_blocks": 1,
+        "attn_resolutions": (2,), "norm_groups": 4, "dropout": 0.0,
+    },
+    "unet-digits": {  # 8x8x1, 17 levels; ~1 M parameters for a 2-core CPU
+        "channels": 1, "token_embed_dim": 16, "ch": 32, "ch_mult": (1, 2), "num_res_blocks": 2,
+        "attn_resolutions": (4,), "dropout": 0.1,
+    },
+    "unet-cifar": {  # 32x32x3, 256 levels; the DDPM CIFAR-10 network
+        "channels": 3, "token_embed_dim": 32, "ch": 128, "ch_mult": (1, 2, 2, 2), "num_res_blocks": 2,
+        "attn_resolutions": (16,), "dropout": 0.1,
+    },
 }
 DEFAULT_UNET_SIZE = "unet-cifar"
 
