@@ -10,5 +10,6 @@ them), so a command's heavy imports never slow down the others.
 COMMANDS: dict[str, str] = {
     "eval": "eval",
     "extract-codes": "extract_codes",
+    "sample-text": "sample_text",
     "train": "train",
 }

@@ -56,6 +56,14 @@ def _visible(text: str) -> str:
     return "".join(out)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters other than newline and tab written as ``\\xNN`` (so a sampled
+    escape byte cannot drive the terminal)."""
+    return "".join(
+        ch if ch in "\n\t" or not (ord(ch) < 32 or 127 <= ord(ch) < 160) else f"\\x{ord(ch):02x}" for ch in text
+    )
+
+
 class ByteTokenizer:
     """UTF-8 bytes as tokens 0..255 and an end-of-text token 256 (N = 257)."""
 
