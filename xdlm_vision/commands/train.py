@@ -1,7 +1,8 @@
 """``xdlm-vision train digits|cifar10|imagenet|PATH.yaml [key=value ...] [--out DIR] [--resume] [--dry-run]``
 
-Multi-process / multi-GPU: ``accelerate launch [--num_processes P] -m xdlm_vision.cli train ...``
-(``training.batch_size`` is the global batch; it is split over processes and accumulation steps).
+Multi-process / multi-GPU: ``accelerate launch --multi_gpu --num_processes P -m xdlm_vision.cli train ...``
+(also on a CPU-only machine: without CUDA the processes train on the CPU through gloo).
+``training.batch_size`` is the global batch; it is split over processes and accumulation steps.
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ def count_model_parameters(cfg) -> int:
         return count_parameters(build_model(cfg, meta))
 
 
+def _warn_single_process_cpu_launch() -> None:
+    """``accelerate launch --cpu --num_processes P`` (accelerate 1.x) starts ONE process unless run
+    under mpirun; say so instead of silently training on one process."""
+    import os
+    import sys
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") and "MASTER_ADDR" in os.environ \
+            and "WORLD_SIZE" not in os.environ and "PMI_SIZE" not in os.environ:
+        print("note: `accelerate launch --cpu` started a single process; for several CPU processes use "
+              "`accelerate launch --multi_gpu --num_processes P -m xdlm_vision.cli train ...` (without CUDA "
+              "they run on the CPU) or torchrun --nproc_per_node P", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from xdlm_vision.config import config_to_yaml, load_config
 
@@ -56,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"# output: {out}")
         return 0
 
+    _warn_single_process_cpu_launch()
     from xdlm_vision.training.trainer import train
 
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress)

@@ -46,9 +46,12 @@ class MetricsLogger:
     def text(self, line: str) -> None:
         if not self.enabled:
             return
+        import sys
+
         from tqdm.auto import tqdm
 
-        tqdm.write(line)
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()  # logs piped to a file appear as they happen
 
     def close(self) -> None:
         if self._writer is not None:

@@ -259,10 +259,16 @@ def checkpoint_meta(cfg: Config, meta: DataMeta, model: nn.Module) -> dict[str, 
 def _make_accelerator(cfg: Config):
     from accelerate import Accelerator
 
+    # cpu=True when there is no GPU: accelerate then runs several CPU processes (gloo) when launched
+    # with torchrun-style env (LOCAL_RANK/WORLD_SIZE), e.g. `accelerate launch --multi_gpu
+    # --num_processes 2` on a CPU-only machine; without it each process would train alone.
+    no_gpu = not torch.cuda.is_available() and not (
+        hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
     try:
         return Accelerator(
             mixed_precision=cfg.training.mixed_precision,
             gradient_accumulation_steps=cfg.training.grad_accum,
+            cpu=no_gpu,
         )
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"cannot set up training.mixed_precision={cfg.training.mixed_precision}: {exc}") from None
