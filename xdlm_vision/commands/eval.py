@@ -171,6 +171,14 @@ def run_fid(args) -> int:
              "seed": args.seed, "steps": args.steps, "cfg": args.cfg, "cfg_schedule": args.cfg_schedule,
              "sampler": args.sampler, "k": sm.space.k, "ema": sm.ema, "shard_size": args.shard_size,
              "format": args.format}
+    extractor = None
+    if state.is_main_process and not args.sample_only:  # fail fast on a bad weights file, before sampling
+        from xdlm_vision.evaluation.inception import InceptionExtractor
+
+        from xdlm_vision.evaluation.references import load_reference
+
+        extractor = InceptionExtractor(args.inception_weights, device="cpu")
+        reference = load_reference(args.reference, need_images=args.precision_recall)
     if state.is_main_process:
         sh.check_run_setup(out, setup)
     state.wait_for_everyone()
@@ -202,12 +210,10 @@ def run_fid(args) -> int:
         return 0
 
     from xdlm_vision.evaluation.fid import features_of, score_images
-    from xdlm_vision.evaluation.inception import InceptionExtractor
-    from xdlm_vision.evaluation.references import load_reference, sha256_file
+    from xdlm_vision.evaluation.references import sha256_file
 
-    reference = load_reference(args.reference, need_images=args.precision_recall)
     weights_sha = sha256_file(args.inception_weights)
-    extractor = InceptionExtractor(args.inception_weights, device=device)
+    extractor.to(device)
     t1 = time.time()
     shards = sh.iter_shards(out, args.num, args.shard_size, args.format)
     feats = features_of(extractor, (s.images for s in shards), args.inception_batch_size)
@@ -284,7 +290,8 @@ def run_nelbo(args) -> int:
             batch_size=args.batch_size, conditional=loaded.num_classes > 0, pass_time=cfg.model.time_conditioning,
             max_examples=args.max_examples, device=device, progress=not args.no_progress,
         )
-    metrics = {"bits_per_token": est.bits_per_token, "stderr_bits_per_token": est.stderr_bits,
+    stderr = None if math.isnan(est.stderr_bits) else est.stderr_bits  # JSON has no NaN
+    metrics = {"bits_per_token": est.bits_per_token, "stderr_bits_per_token": stderr,
                "nats_per_token": est.nats_per_token}
     if text:
         metrics["perplexity"] = est.perplexity_bound  # exp(NELBO): an upper bound on the perplexity

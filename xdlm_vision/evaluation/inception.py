@@ -79,6 +79,12 @@ class InceptionExtractor:
         self.device = torch.device(device)
         self.model = build_extractor(read_state_dict(weights_path, flag), flag).to(self.device)
 
+    def to(self, device: str | torch.device) -> "InceptionExtractor":
+        """Move the network (e.g. to the GPU once sampling is done)."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
     @torch.no_grad()
     def __call__(self, images: np.ndarray | torch.Tensor, batch_size: int = 64, progress: bool = False) -> InceptionFeatures:
         """images (M, H, W, C) uint8 NHWC (C = 1 or 3) -> features; the extractor resizes to 299."""
