@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from xdlm_vision.errors import UserError
-from xdlm_vision.text.tokenizers import EOT_TEXT, ByteTokenizer, HFTokenizer, TextTokenizer, load_text_tokenizer
+from xdlm_vision.text.tokenizers import (
+    EOT_TEXT,
+    ByteTokenizer,
+    HFTokenizer,
+    TextTokenizer,
+    load_text_tokenizer,
+)
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

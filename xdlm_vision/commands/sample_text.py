@@ -64,7 +64,13 @@ def run(args) -> int:
     from xdlm_vision.text.generate import generate_text
     from xdlm_vision.text.perplexity import is_text_checkpoint
     from xdlm_vision.text.tokenizers import printable
-    from xdlm_vision.text.trajectory import ansi_legend, render_ansi, render_html, trajectory_frames, write_html
+    from xdlm_vision.text.trajectory import (
+        ansi_legend,
+        render_ansi,
+        render_html,
+        trajectory_frames,
+        write_html,
+    )
     from xdlm_vision.training import load_checkpoint
 
     _check(args)

@@ -56,10 +56,10 @@ def generate_text(
         with autocast:
             return model(z, labels, t).float()  # (B, L, N)
 
-    kwargs = dict(num_samples=num_samples, seq_len=seq_len, space=space, num_steps=num_steps,
-                  class_labels=class_labels, cfg=cfg, null_class=null_class,
-                  generator=seeded_generators([seed + i for i in range(num_samples)]), device=device,
-                  track_x0=keep_steps, pass_time=time_conditioning)
+    kwargs = {"num_samples": num_samples, "seq_len": seq_len, "space": space, "num_steps": num_steps,
+              "class_labels": class_labels, "cfg": cfg, "null_class": null_class,
+              "generator": seeded_generators([seed + i for i in range(num_samples)]), "device": device,
+              "track_x0": keep_steps, "pass_time": time_conditioning}
     if sampler == "ancestral":
         kwargs["schedule"] = schedule
     steps = SAMPLERS[sampler](model_fn, **kwargs)
