@@ -12,4 +12,6 @@ COMMANDS: dict[str, str] = {
     "extract-codes": "extract_codes",
     "sample-text": "sample_text",
     "train": "train",
+    "sample": "sample",
+    "demo": "demo",
 }
