@@ -151,7 +151,6 @@ def _check_fid_args(args) -> None:
 
 def run_fid(args) -> int:
     _check_fid_args(args)
-    import numpy as np
     from accelerate import PartialState
 
     from xdlm_vision.evaluation import sample_shards as sh
@@ -174,7 +173,6 @@ def run_fid(args) -> int:
     extractor = None
     if state.is_main_process and not args.sample_only:  # fail fast on a bad weights file, before sampling
         from xdlm_vision.evaluation.inception import InceptionExtractor
-
         from xdlm_vision.evaluation.references import load_reference
 
         extractor = InceptionExtractor(args.inception_weights, device="cpu")

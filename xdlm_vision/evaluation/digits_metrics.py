@@ -48,7 +48,7 @@ def digits_metrics(tokens: torch.Tensor, labels: torch.Tensor, reference: Gaussi
     correct = (pred == labels).double()  # (M,)
     per_class = [float(correct[labels == c].mean()) if bool((labels == c).any()) else float("nan") for c in range(10)]
     stats = gaussian_stats(out.features.double().cpu().numpy())
-    return DigitsMetrics(float(correct.mean()), frechet_distance_stats(stats, ref), per_class, int(len(labels)), ref.num)
+    return DigitsMetrics(float(correct.mean()), frechet_distance_stats(stats, ref), per_class, len(labels), ref.num)
 
 
 def digits_fid_floor() -> float:

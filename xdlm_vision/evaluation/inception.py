@@ -79,7 +79,7 @@ class InceptionExtractor:
         self.device = torch.device(device)
         self.model = build_extractor(read_state_dict(weights_path, flag), flag).to(self.device)
 
-    def to(self, device: str | torch.device) -> "InceptionExtractor":
+    def to(self, device: str | torch.device) -> InceptionExtractor:
         """Move the network (e.g. to the GPU once sampling is done)."""
         self.device = torch.device(device)
         self.model.to(self.device)
