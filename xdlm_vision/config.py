@@ -43,10 +43,10 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    kind: str = "pixel"  # pixel | vq16 (LlamaGen VQ-16, used only to decode sample grids)
+    kind: str = "pixel"  # pixel | llamagen (VQ codes from extract-codes; the VQ only decodes sample grids)
     levels: int = 17  # pixel tokenizer: intensity levels = codebook size N
     channels: int = 1  # pixel tokenizer: colour channels per pixel
-    path: str | None = None  # VQ weights for decoding sample grids (None: skip the grid for VQ tokens)
+    path: str | None = None  # VQ weights for sample grids (None: the path recorded by extract-codes, if any)
     codebook_size: int = 16384  # VQ tokenizer: number of codes N
 
 
@@ -294,7 +294,7 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
 
 
 _CHOICES = {
-    "tokenizer.kind": ("pixel", "vq16"),
+    "tokenizer.kind": ("pixel", "llamagen"),
     "model.kind": ("dit", "unet"),
     "diffusion.schedule": ("linear", "cosine"),
     "optim.lr_schedule": ("constant", "cosine"),

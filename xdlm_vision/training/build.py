@@ -62,10 +62,9 @@ class DatasetEntry:
 
 
 def tokenizer_spec(cfg: Config) -> dict[str, Any]:
+    """Tokenizer spec (xdlm_vision.tokenizers.factory) of a pixel-token config."""
     t = cfg.tokenizer
-    if t.kind == "pixel":
-        return {"kind": "pixel", "levels": t.levels, "channels": t.channels}
-    return {"kind": t.kind, "codebook_size": t.codebook_size, "path": t.path}
+    return {"kind": "pixel", "levels": t.levels, "channels": t.channels}
 
 
 def _require_path(cfg: Config, what: str) -> str:
@@ -107,11 +106,11 @@ def _cifar10_meta(cfg: Config) -> DataMeta:
 
 def _cifar10_build(cfg: Config) -> DataBundle:
     root = _require_path(cfg, "the cifar-10-batches-py folder")
-    from xdlm_vision.data import cifar10  # provided by the data package (issue 3)
+    from xdlm_vision.data.cifar10 import CIFAR10Tokens
 
     return DataBundle(
-        cifar10.CIFAR10Tokens(root, train=True, levels=cfg.tokenizer.levels, flip=True),
-        cifar10.CIFAR10Tokens(root, train=False, levels=cfg.tokenizer.levels, flip=False),
+        CIFAR10Tokens(root, train=True, flip=True, levels=cfg.tokenizer.levels),
+        CIFAR10Tokens(root, train=False, flip=False, levels=cfg.tokenizer.levels),
         _cifar10_meta(cfg),
     )
 
@@ -120,24 +119,35 @@ def _cifar10_build(cfg: Config) -> DataBundle:
 
 
 def _codes_meta(cfg: Config) -> DataMeta:
-    """From the manifest when data.path exists; else the ImageNet-256 VQ-16 defaults."""
+    """From the extract-codes manifest when data.path is set; else the ImageNet-256 VQ-16 layout."""
     if cfg.data.path:
-        from xdlm_vision.data import codes
+        from xdlm_vision.data.codes import read_manifest
 
-        info = codes.read_manifest(cfg.data.path)
-        return DataMeta(int(info.codebook_size), tuple(info.grid_shape), int(info.num_classes),
-                        list(info.class_names), tokenizer_spec(cfg))
-    names = [str(i) for i in range(1000)]
-    return DataMeta(cfg.tokenizer.codebook_size, (16, 16), 1000, names, tokenizer_spec(cfg))
+        info = read_manifest(cfg.data.path)
+        return DataMeta(info.codebook_size, tuple(info.grid_shape), info.num_classes, list(info.class_names),
+                        _with_checkpoint(dict(info.tokenizer), cfg))
+    spec = _with_checkpoint({"kind": "llamagen", "size": "VQ-16"}, cfg)
+    return DataMeta(cfg.tokenizer.codebook_size, (16, 16), 1000, [str(i) for i in range(1000)], spec)
+
+
+def _with_checkpoint(spec: dict, cfg: Config) -> dict:
+    """tokenizer.path (weights moved, or never recorded) overrides the checkpoint in the spec."""
+    if cfg.tokenizer.path:
+        spec["checkpoint" if spec.get("kind") == "llamagen" else "path"] = cfg.tokenizer.path
+    return spec
 
 
 def _codes_build(cfg: Config) -> DataBundle:
     root = _require_path(cfg, "the output folder of `xdlm-vision extract-codes`")
-    from xdlm_vision.data import codes
+    from xdlm_vision.data.codes import CodesDataset
 
-    train = codes.CodesDataset(root)
-    val = codes.CodesDataset(cfg.data.val_path) if cfg.data.val_path else None
-    return DataBundle(train, val, _codes_meta(cfg))
+    train = CodesDataset(root, views="random")  # a stored flipped view is the flip augmentation
+    val = CodesDataset(cfg.data.val_path, views="original", flag="data.val_path") if cfg.data.val_path else None
+    meta = _codes_meta(cfg)
+    if meta.num_tokens != cfg.tokenizer.codebook_size:
+        raise UserError(f"the codes in {root} use {meta.num_tokens} codes; set tokenizer.codebook_size="
+                        f"{meta.num_tokens}")
+    return DataBundle(train, val, meta)
 
 
 DATASETS: dict[str, DatasetEntry] = {
@@ -178,14 +188,12 @@ def build_model(cfg: Config, meta: DataMeta) -> nn.Module:
     )
 
 
-def build_tokenizer(spec: dict[str, Any]):
-    """Decoder for sample grids from a tokenizer spec; None when no weights are available."""
-    if spec.get("kind") == "pixel":
-        from xdlm_vision.tokenizers.pixel import PixelTokenizer
+def build_tokenizer(spec: dict[str, Any], device="cpu"):
+    """Decoder for sample grids from a tokenizer spec; None (grid skipped) when it cannot be built,
+    e.g. VQ weights that were never given (tokenizer.path)."""
+    from xdlm_vision.tokenizers.factory import load_tokenizer
 
-        return PixelTokenizer(levels=int(spec["levels"]), channels=int(spec["channels"]))
-    if spec.get("kind") == "vq16" and spec.get("path"):
-        from xdlm_vision.tokenizers import llamagen
-
-        return llamagen.load_vq_tokenizer(spec["path"])
-    return None
+    try:
+        return load_tokenizer(spec, device=device)
+    except (UserError, KeyError, OSError):
+        return None

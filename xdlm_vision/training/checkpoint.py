@@ -250,6 +250,13 @@ class LoadedModel:
     def null_class(self) -> int:
         return self.num_classes
 
+    def tokenizer(self, device: str | torch.device = "cpu", checkpoint: str | None = None):
+        """The image tokenizer of this model (pixel, or the VQ recorded by extract-codes;
+        ``checkpoint`` overrides the VQ weights path)."""
+        from xdlm_vision.tokenizers.factory import load_tokenizer
+
+        return load_tokenizer(self.tokenizer_spec, device=device, checkpoint=checkpoint)
+
 
 def load_checkpoint(
     path: str | Path, ema: bool = True, device: str | torch.device = "cpu", flag: str = "--checkpoint"

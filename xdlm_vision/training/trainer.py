@@ -177,10 +177,10 @@ def save_sample_grid(model: nn.Module, cfg: Config, meta: DataMeta, diff: Diffus
     from xdlm_vision.core import ancestral_sampler, sample
     from xdlm_vision.core.rng import seeded_generators
 
-    tokenizer = build_tokenizer(meta.tokenizer_spec)
-    if tokenizer is None:
-        return None
     device = next(model.parameters()).device
+    tokenizer = build_tokenizer(meta.tokenizer_spec, device)
+    if tokenizer is None:  # VQ codes without VQ weights: nothing to decode with
+        return None
     classes = grid_classes(cfg, meta.num_classes)
     labels = torch.tensor(classes, device=device).repeat_interleave(cfg.sampling.per_class)  # (B,)
     gens = seeded_generators([cfg.sampling.seed + i for i in range(len(labels))])
@@ -198,7 +198,7 @@ def save_sample_grid(model: nn.Module, cfg: Config, meta: DataMeta, diff: Diffus
     )
     tokens = sample(steps).reshape(len(labels), *meta.grid_shape)  # (B, h, w)
     model.train(was_training)
-    images = tokenizer.decode(tokens.cpu()).float()  # (B, C, H, W) in [-1, 1]
+    images = tokenizer.decode(tokens).float().cpu()  # (B, C, H, W) in [-1, 1]
     if images.shape[-1] < 64:  # tiny images (digits): enlarge so the PNG is readable
         scale = max(1, 64 // images.shape[-1])
         images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
@@ -384,8 +384,10 @@ def train(
         accel.wait_for_everyone()
         return path or (out / ckpt_io.CHECKPOINTS / ckpt_io.step_dir_name(step))
 
+    warned_grid = False
+
     def periodic(step: int) -> None:
-        nonlocal val_bpt
+        nonlocal val_bpt, warned_grid
         final = step == tcfg.steps
         if val_set is not None and (final or (tcfg.val_every and step % tcfg.val_every == 0)):
             val_bpt = validation_bits_per_token(ema.shadow, val_set, diff, tcfg.val_batch_size, tcfg.seed, accel)
@@ -395,6 +397,9 @@ def train(
                 png = save_sample_grid(ema.shadow, cfg, meta, diff, out / "samples" / f"step_{step:07d}.png")
                 if png is not None:
                     logger.text(f"step {step}: sample grid {png}")
+                elif not warned_grid:
+                    logger.text("no sample grids: the VQ weights are unknown (set tokenizer.path=...)")
+                    warned_grid = True
             accel.wait_for_everyone()
 
     from tqdm.auto import tqdm
