@@ -109,3 +109,22 @@ def test_train_text_on_embedded_corpus_beats_uniform_guess(tmp_path, text_hooks,
     res = checkpoint_perplexity(out, max_sequences=128, progress=False)  # the full split, other seeds
     assert abs(res.bits_per_token - bits) < 0.3
     assert res.perplexity < 2 ** (uniform_bits - 2.5)
+
+
+def test_label_conditioned_text_run(tmp_path, text_hooks, capsys):
+    """JSONL labels -> classes; sample-text --label/--cfg conditions on them (guided, batched passes)."""
+    import json
+
+    rows = [{"body": ("the cat sat on the mat. " if i % 2 else "def f(x): return x + 1\n") * 3 + str(i),
+             "kind": "prose" if i % 2 else "code"} for i in range(40)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "run"
+    assert main(["train", "text", "training.steps=2", "training.ckpt_every=2", *TINY,
+                 f"data.path={tmp_path / 'd.jsonl'}", "text.text_field=body", "text.label_field=kind",
+                 "text.val_fraction=0.2", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["sample-text", "--checkpoint", str(out), "--steps", "3", "--num", "2", "--label", "code",
+                 "--cfg", "1.0"]) == 0
+    assert "=== sample 1" in capsys.readouterr().out
+    assert main(["sample-text", "--checkpoint", str(out), "--label", "poetry"]) == 2
+    assert "code, prose" in capsys.readouterr().err
