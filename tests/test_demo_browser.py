@@ -1,0 +1,142 @@
+"""The demo in a real browser: headless Chromium runs one generation and takes a screenshot.
+
+Chromium is driven over the DevTools protocol through ``--remote-debugging-pipe`` (JSON messages
+separated by NUL bytes on file descriptors 3 and 4), so nothing beyond the standard library and
+the Debian ``chromium`` package is needed, and nothing leaves the machine. Set
+``XDLM_SCREENSHOT=path.png`` to keep the screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed (apt-get install chromium)"),
+]
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",
+    "--mute-audio", "--window-size=1400,1100", "--remote-debugging-pipe",
+]
+
+
+class DevToolsPipe:
+    """Minimal DevTools client over Chromium's debugging pipe."""
+
+    def __init__(self, user_data_dir: str) -> None:
+        to_child_r, self._w = os.pipe()  # we write commands, Chromium reads fd 3
+        self._r, from_child_w = os.pipe()  # Chromium writes fd 4, we read
+
+        def wire_fds():  # runs in the child before exec
+            os.dup2(to_child_r, 3)
+            os.dup2(from_child_w, 4)
+
+        self.proc = subprocess.Popen(
+            [CHROMIUM, *FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
+            pass_fds=(3, 4), preexec_fn=wire_fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._buf = b""
+        self._next_id = 0
+
+    def _read_message(self, deadline: float) -> dict:
+        while b"\0" not in self._buf:
+            if time.time() > deadline:
+                raise TimeoutError("no answer from Chromium")
+            chunk = os.read(self._r, 1 << 16)
+            if not chunk:
+                raise RuntimeError("Chromium closed the debugging pipe")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60) -> dict:
+        self._next_id += 1
+        msg = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        deadline = time.time() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def evaluate(self, session: str, expression: str):
+        res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
+        return res.get("result", {}).get("value")
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close", timeout=5)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        os.close(self._w)
+        os.close(self._r)
+
+
+def wait_for(pred, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_one_generation_in_headless_chromium(tmp_path):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from xdlm_vision.viz.gradio_app import DemoSampler, build_demo
+
+    demo = build_demo(DemoSampler.from_checkpoint(None, device="cpu"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    browser = DevToolsPipe(str(tmp_path / "profile"))
+    try:
+        target = browser.send("Target.createTarget", {"url": f"http://127.0.0.1:{port}/"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.send("Runtime.enable", session=session)
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#generate')"), 90, "the page")
+        browser.evaluate(session, "document.querySelector('#generate').click()")
+        caption_js = "(document.querySelector('#caption textarea') || {}).value || ''"
+        wait_for(lambda: "step 8/8" in browser.evaluate(session, caption_js), 180, "the last step")
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#final img')"), 60, "the final grid")
+        time.sleep(1.0)  # let the last images paint
+        caption = browser.evaluate(session, caption_js)
+        assert "masked 0" in caption
+        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)["data"]
+        path = tmp_path / "demo.png"
+        path.write_bytes(base64.b64decode(shot))
+        keep = os.environ.get("XDLM_SCREENSHOT")
+        if keep:
+            shutil.copy(path, keep)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            assert im.size[0] >= 1000 and im.size[1] >= 800
+            colours = im.convert("RGB").getcolors(1 << 20)
+        assert colours is not None and len(colours) > 50  # a rendered page, not a blank screen
+    finally:
+        browser.close()
+        demo.close()
