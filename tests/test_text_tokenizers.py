@@ -65,7 +65,25 @@ def test_hf_tokenizer_json_round_trip(tmp_path):
             assert ids and max(ids) < tok.vocab_size and tok.eot_id not in ids
             assert tok.decode(ids) == text
         assert tok.encode_batch(SENTENCES) == [tok.encode(s) for s in SENTENCES]
-        assert "\n" not in "".join(tok.token_text(i) for i in tok.encode(SENTENCES[2]))
+        shown = "".join(tok.token_text(i) for i in tok.encode(SENTENCES[2]))
+        assert shown == SENTENCES[2].replace("\n", "\u21b5")  # byte-level BPE tokens carry their spaces
+
+
+def test_wordpiece_tokens_display_like_decoded_text(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    raw = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.decoder = decoders.WordPiece()
+    raw.train_from_iterator(["the cats sat on the mats", "a cat is sitting"] * 5, trainer=trainers.WordPieceTrainer(
+        vocab_size=60, special_tokens=["[UNK]", "[SEP]"], show_progress=False))
+    raw.save(str(tmp_path / "wp.json"))
+    tok = load_text_tokenizer(str(tmp_path / "wp.json"))
+    assert tok.eot_id == raw.token_to_id("[SEP]")
+    ids = tok.encode("the catsits sat")
+    assert len(ids) > 3  # the unseen "catsits" is split into word pieces
+    assert "".join(tok.token_text(i) for i in ids).strip() == tok.decode(ids) == "the catsits sat"
 
 
 def test_hf_tokenizer_directory_through_transformers(tmp_path):

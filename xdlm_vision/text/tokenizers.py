@@ -120,6 +120,7 @@ class HFTokenizer:
             )
         self._auto = None  # transformers tokenizer (a save_pretrained directory)
         self._fast = None  # tokenizers.Tokenizer (a tokenizer.json)
+        self._spaced: bool | None = None  # see _joins_with_spaces
         if self.path.is_file():
             self._fast = self._load_json(self.path)
         elif _is_bare_json_dir(self.path):
@@ -200,14 +201,25 @@ class HFTokenizer:
             return self._auto.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return self._fast.decode(ids, skip_special_tokens=False)
 
+    def _joins_with_spaces(self) -> bool:
+        """True for WordPiece/WordLevel-style tokenizers whose decode puts a space between tokens
+        (BERT), False when tokens carry their own spaces (GPT-2 byte-level BPE)."""
+        if self._spaced is None:
+            probe = next((i for i in range(self.vocab_size) if i != self.eot_id and self.decode([i]).strip()), None)
+            self._spaced = probe is not None and len(self.decode([probe, probe])) > 2 * len(self.decode([probe]))
+        return self._spaced
+
     def token_text(self, token_id: int) -> str:
+        """One token as it reads inside decoded text (``##`` continuations joined, spaces kept)."""
         token_id = int(token_id)
-        if self._auto is not None:
-            piece = self._auto.convert_ids_to_tokens(token_id)
-            text = self._auto.convert_tokens_to_string([piece]) if piece is not None else "?"
-        else:
-            text = self._fast.id_to_token(token_id) or "?"
-        return _visible(text)
+        piece = (self._auto.convert_ids_to_tokens(token_id) if self._auto is not None
+                 else self._fast.id_to_token(token_id))
+        if piece is None:
+            return "?"
+        if piece.startswith("##"):  # WordPiece continuation
+            return _visible(piece[2:])
+        text = self.decode([token_id])
+        return _visible(" " + text if self._joins_with_spaces() else text)
 
 
 def _is_bare_json_dir(path: Path) -> bool:
