@@ -15,6 +15,7 @@ from xdlm_vision.viz.export import TEXT_RGB, font
 from xdlm_vision.viz.render import CREATED_RGB, REFINED_RGB, REMASKED_RGB
 from xdlm_vision.viz.trajectory import StepCounts
 
+LEGEND_Y = 30  # top of the legend row (leaves room for a UI label above the plot)
 SERIES = (("created", CREATED_RGB), ("refined", REFINED_RGB), ("remasked", REMASKED_RGB))
 
 
@@ -34,7 +35,7 @@ class PlotArea:
 
 
 def plot_area(width: int, height: int) -> PlotArea:
-    return PlotArea(x0=44, y0=26, x1=width - 12, y1=height - 24)
+    return PlotArea(x0=44, y0=LEGEND_Y + 26, x1=width - 12, y1=height - 24)
 
 
 def nice_max(value: float) -> int:
@@ -81,9 +82,9 @@ def counts_plot(counts: Sequence[StepCounts], size: tuple[int, int] = (480, 260)
     # legend and title
     x = area.x0 + 4
     for name, colour in SERIES:
-        draw.rectangle([x, 8, x + 10, 18], fill=colour)
-        draw.text((x + 14, 6), name, fill=TEXT_RGB, font=fnt)
+        draw.rectangle([x, LEGEND_Y + 2, x + 10, LEGEND_Y + 12], fill=colour)
+        draw.text((x + 14, LEGEND_Y), name, fill=TEXT_RGB, font=fnt)
         x += 20 + int(draw.textlength(name, font=fnt)) + 10
     if title:
-        draw.text((x + 10, 6), title, fill=TEXT_RGB, font=fnt)
+        draw.text((x + 10, LEGEND_Y), title, fill=TEXT_RGB, font=fnt)
     return image
