@@ -15,7 +15,7 @@ a crossover (masked models lead early in training). Results go to ``OUT/results.
 CPU only, 2 cores; see docs/k_tradeoff.md for the measured wall time. Rerunning resumes: a model
 whose final checkpoint exists is not retrained.
 
-    python benchmarks/k_tradeoff_digits.py [--train-steps 1000] [--num 300] [--long-steps 0]
+    python benchmarks/k_tradeoff_digits.py [--train-steps 400] [--batch-size 64] [--num 200] [--long-steps 0]
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/k_tradeoff", help="run directory (one sub-folder per model)")
     p.add_argument("--ks", default="0,0.1,0.5,1", help="mixing ratios to train")
-    p.add_argument("--train-steps", type=int, default=1000, help="optimizer steps per model (same for every k)")
-    p.add_argument("--batch-size", type=int, default=128, help="training batch")
+    p.add_argument("--train-steps", type=int, default=400, help="optimizer steps per model (same for every k)")
+    p.add_argument("--batch-size", type=int, default=64, help="training batch")
     p.add_argument("--long-steps", type=int, default=0, help="second budget for k in --long-ks (0 = skip)")
     p.add_argument("--long-ks", default="0,0.1")
     p.add_argument("--sample-steps", default="4,8,16,64", help="sampler step counts")
     p.add_argument("--cfg", type=float, default=2.0, help="guidance gamma of the 'with CFG' column (paper: 2.0)")
-    p.add_argument("--num", type=int, default=300, help="samples per setting (balanced over the 10 classes)")
+    p.add_argument("--num", type=int, default=200, help="samples per setting (balanced over the 10 classes)")
     p.add_argument("--num-t", type=int, default=4, help="draws of t for the validation NELBO")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--docs", default=str(ROOT / "docs"), help="where k_tradeoff.md / .png are written")

@@ -372,7 +372,8 @@ def run_digits(args) -> int:
     tokens = generate(sm, labels, sample_seeds(args.seed, args.num), opts, batch_size=args.batch_size,
                       progress=not args.no_progress)  # (num, 8, 8)
     m = digits_metrics(tokens, torch.tensor(labels))
-    metrics = {"accuracy": m.accuracy, "digits_fid": m.digits_fid, "per_class_accuracy": m.per_class_accuracy}
+    per_class = [None if math.isnan(a) else a for a in m.per_class_accuracy]  # JSON has no NaN
+    metrics = {"accuracy": m.accuracy, "digits_fid": m.digits_fid, "per_class_accuracy": per_class}
     card = {"num_samples": m.num_samples, "label_sampling": "per-class: image i has class i mod 10",
             "reference": f"digits validation split ({m.num_reference} images), classifier penultimate features",
             **_sampling_card(args, sm), "toolkit": toolkit_versions(),
