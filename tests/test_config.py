@@ -142,3 +142,10 @@ def test_cli_rejects_bad_config_with_exit_2(override, capsys):
     assert main(["train", "digits", override, "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_yaml_1_1_words_stay_strings_for_string_fields():
+    cfg = load_config("imagenet", ["training.mixed_precision=no", "data.path=2024", "tokenizer.path=null"])
+    assert cfg.training.mixed_precision == "no" and cfg.data.path == "2024" and cfg.tokenizer.path is None
+    with pytest.raises(UserError, match="training.ema_warmup expects bool"):
+        load_config("digits", ["training.ema_warmup=maybe"])

@@ -195,3 +195,33 @@ def test_label_dropout_rate():
     assert set(out.unique().tolist()) == {0, 10}
     assert abs((out == 10).float().mean().item() - 0.1) < 0.01
     assert torch.equal(trainer.drop_labels(labels, 0.0, 10, trainer.cpu_generator(0)), labels)
+
+
+def test_cifar10_preset_trains_through_the_data_package(tmp_path, monkeypatch):
+    import pickle
+
+    import numpy as np
+    import torchvision.datasets.cifar as tv_cifar
+
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                         "labels": rng.integers(0, 10, 4).tolist()}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # fake files, other MD5s
+
+    common = ["model.size=unet-tiny", "training.batch_size=8", "training.steps=1", "training.val_every=0",
+              "training.sample_every=0", "training.mixed_precision=no", "training.tensorboard=false",
+              "data.num_workers=0", "sampling.per_class=1", "sampling.num_steps=1", "sampling.classes=[3]"]
+    with pytest.raises(UserError, match="data.path"):
+        trainer.train(load_config("cifar10", common), tmp_path / "nopath", progress=False)
+    cfg = load_config("cifar10", [*common, f"data.path={folder.parent}"])
+    result = trainer.train(cfg, tmp_path / "run", progress=False)
+    assert result.step == 1 and result.val_bits_per_token > 0
+    assert (tmp_path / "run" / "samples" / "step_0000001.png").is_file()
+    config = json.loads((result.checkpoint / "config.json").read_text())
+    assert config["grid_shape"] == [32, 96] and config["num_tokens"] == 256

@@ -256,6 +256,21 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
         cls = tp if dataclasses.is_dataclass(tp) else None  # inside a free-form dict: anything goes
 
 
+def _is_str_field(key: str) -> bool:
+    """True if the dotted ``key`` names a ``str`` (or ``str | None``) field of Config."""
+    cls: Any = Config
+    tp: Any = None
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(cls):
+            return False
+        tp = _field_types(cls).get(part)
+        if tp is None:
+            return False
+        cls = tp
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return tp is str or args == [str]
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"optim.lr=1e-3"`` -> ``("optim.lr", 0.001)``; values are parsed as YAML scalars/lists."""
     import yaml
@@ -289,6 +304,8 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
             raise UserError(f"config file {path} must hold a mapping of sections")
     for text in overrides:
         key, value = parse_override(text)
+        if _is_str_field(key) and isinstance(value, (bool, int, float)):
+            value = text.partition("=")[2].strip()  # YAML 1.1 reads `no` as False: keep the word
         _set_dotted(raw, key, value)
     return config_from_dict(raw)
 
