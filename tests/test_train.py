@@ -150,7 +150,7 @@ def test_step_order_is_a_function_of_seed_and_step():
         merged = [parts[0].micro_batches(step)[a] + parts[1].micro_batches(step)[a] for a in range(2)]
         assert merged == full  # same global batch whatever the number of processes
         assert len(set(full[0] + full[1])) == 8
-    epoch0 = sum((sum(whole.micro_batches(s), []) for s in range(12)), [])
+    epoch0 = [i for s in range(12) for micro in whole.micro_batches(s) for i in micro]
     assert len(set(epoch0)) == 96  # no repeats within an epoch
     assert whole.micro_batches(12) != whole.micro_batches(0)  # a new permutation per epoch
     resumed = list(StepBatchSampler(whole, 5, 14))

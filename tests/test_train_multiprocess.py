@@ -30,7 +30,7 @@ def test_two_process_cpu_run_writes_one_checkpoint(tmp_path):
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
            "--dynamo_backend", "no", "-m", "xdlm_vision.cli", "train", "digits", *TINY,
            "--out", str(tmp_path), "--no-progress"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "on 2 process(es)" in proc.stdout
     ckpts = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*"))

@@ -33,4 +33,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'xdlm_vision.training' has no attribute {name!r}")
 
 
-__all__ = sorted(_LAZY)
+__all__ = ["EMA", "LoadedModel", "TrainResult", "TrainingDiverged", "latest_checkpoint", "load_checkpoint",
+           "resolve_checkpoint_dir", "train"]

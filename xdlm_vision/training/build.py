@@ -12,8 +12,9 @@ Adding a dataset is one function pair plus one entry in ``DATASETS``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -38,7 +39,7 @@ class DataMeta:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataMeta":
+    def from_dict(cls, d: dict[str, Any]) -> DataMeta:
         return cls(
             num_tokens=int(d["num_tokens"]),
             grid_shape=tuple(int(v) for v in d["grid_shape"]),

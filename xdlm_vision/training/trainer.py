@@ -90,7 +90,7 @@ class Diffusion:
     time_conditioning: bool
 
     @classmethod
-    def from_config(cls, cfg: Config, num_tokens: int) -> "Diffusion":
+    def from_config(cls, cfg: Config, num_tokens: int) -> Diffusion:
         from xdlm_vision.core import TokenSpace, get_schedule
 
         return cls(TokenSpace(num_tokens=num_tokens, k=cfg.diffusion.k), get_schedule(cfg.diffusion.schedule),
