@@ -17,7 +17,7 @@ from xdlm_vision.config import (
 )
 from xdlm_vision.errors import UserError
 
-PRESETS = ["cifar10", "digits", "imagenet"]
+PRESETS = ["cifar10", "digits", "imagenet", "text"]
 
 
 def test_presets_are_shipped_and_load():

@@ -9,8 +9,6 @@ import pytest
 import torch
 
 from xdlm_vision.cli import main
-from xdlm_vision.text.config import TextConfig
-from xdlm_vision.text.entry import text_build, text_meta
 
 TINY = ["model.size=DiT-tiny", "text.seq_len=32", "text.max_documents=200", "training.batch_size=8",
         "training.val_every=0", "data.max_val_samples=16", "training.val_batch_size=16",
@@ -18,20 +16,14 @@ TINY = ["model.size=DiT-tiny", "text.seq_len=32", "text.max_documents=200", "tra
 
 
 @pytest.fixture
-def text_hooks(monkeypatch):
-    """The two hooks of the text mode in the trainer: a ``text`` config section and the ``text``
-    data entry. Installed here only while the trainer lacks them (no-ops once it has them)."""
+def text_hooks():
+    """The text mode is wired into the trainer (a ``text`` config section and data entry); run
+    the tiny trainings on one thread so they stay fast on a shared 2-core machine."""
     from xdlm_vision import config as config_mod
     from xdlm_vision.training import build
 
-    if "text" not in {f.name for f in dataclasses.fields(config_mod.Config)}:
-        @dataclasses.dataclass
-        class ConfigWithText(config_mod.Config):
-            text: TextConfig = dataclasses.field(default_factory=TextConfig)
-
-        monkeypatch.setattr(config_mod, "Config", ConfigWithText)
-    if "text" not in build.DATASETS:
-        monkeypatch.setitem(build.DATASETS, "text", build.DatasetEntry(text_meta, text_build))
+    assert "text" in {f.name for f in dataclasses.fields(config_mod.Config)}
+    assert "text" in build.DATASETS
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from xdlm_vision.errors import UserError
+from xdlm_vision.text.config import TextConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -113,6 +114,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    text: TextConfig = field(default_factory=TextConfig)  # text-LM mode options (data.name=text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from xdlm_vision.config import Config
 from xdlm_vision.errors import UserError
+from xdlm_vision.text.entry import text_build, text_meta
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -155,6 +156,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "digits": DatasetEntry(_digits_meta, _digits_build),
     "cifar10": DatasetEntry(_cifar10_meta, _cifar10_build),
     "codes": DatasetEntry(_codes_meta, _codes_build),
+    "text": DatasetEntry(text_meta, text_build),
 }
 
 

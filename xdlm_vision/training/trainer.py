@@ -43,7 +43,7 @@ from xdlm_vision.training.metrics import MetricsLogger
 from xdlm_vision.training.order import StepBatchSampler, StepOrder
 
 # config sections that must match when resuming (they define the model and its data)
-RESUME_FIXED = ("model", "tokenizer", "diffusion")
+RESUME_FIXED = ("model", "tokenizer", "diffusion", "text")
 
 
 class TrainingDiverged(UserError):
@@ -135,7 +135,6 @@ def validation_bits_per_token(
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = next(model.parameters()).device
-    autocast = accelerator.autocast() if accelerator is not None else nullcontext()
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum nats, tokens)
     n_batches = math.ceil(len(dataset) / batch_size)
     was_training = model.training
@@ -143,7 +142,8 @@ def validation_bits_per_token(
     for i in range(rank, n_batches, world):
         idx = range(i * batch_size, min(len(dataset), (i + 1) * batch_size))
         x0, labels = _flatten_batch(_collate([dataset[j] for j in idx]), device)
-        with autocast:
+        # a fresh context per batch: accelerate's autocast context manager is single-use
+        with accelerator.autocast() if accelerator is not None else nullcontext():
             loss = nelbo_per_token(model, x0, labels, diff, cpu_generator(derive_seed(seed, 77, i)))  # (B, L)
         total += torch.stack([loss.double().sum(), torch.tensor(float(loss.numel()), device=device)])
     model.train(was_training)
