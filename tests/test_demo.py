@@ -29,7 +29,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-GOOD = dict(label=3, cfg=1.0, steps=8, sampler="ancestral", seed=0, num_images=4)
+GOOD = {"label": 3, "cfg": 1.0, "steps": 8, "sampler": "ancestral", "seed": 0, "num_images": 4}
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_server_streams_every_step(demo_sampler):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        args = dict(label=7, cfg=1.0, steps=5, sampler_name="ancestral", seed=11, num_images=4)
+        args = {"label": 7, "cfg": 1.0, "steps": 5, "sampler_name": "ancestral", "seed": 11, "num_images": 4}
         job = client.submit(*args.values(), api_name="/generate")
         job.result(timeout=240)
         frames = job.outputs()

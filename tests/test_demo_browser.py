@@ -9,6 +9,7 @@ the Debian ``chromium`` package is needed, and nothing leaves the machine. Set
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import time
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BASH = shutil.which("bash") or "/bin/bash"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed (apt-get install chromium)"),
@@ -38,16 +40,20 @@ class DevToolsPipe:
         to_child_r, self._w = os.pipe()  # we write commands, Chromium reads fd 3
         self._r, from_child_w = os.pipe()  # Chromium writes fd 4, we read
 
-        def wire_fds():  # runs in the child before exec
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
-
-        self.proc = subprocess.Popen(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=wire_fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        # bash moves our pipe ends to fds 3 and 4 and execs Chromium (no preexec_fn: the gradio
+        # server's threads are running in this process). Duplicate them above 3/4 first so the
+        # two redirections cannot clobber each other.
+        child_r = fcntl.fcntl(to_child_r, fcntl.F_DUPFD_CLOEXEC, 20)
+        child_w = fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 20)
         os.close(to_child_r)
         os.close(from_child_w)
+        wire = f'exec "$@" 3<&{child_r} 4>&{child_w} {child_r}<&- {child_w}>&-'
+        self.proc = subprocess.Popen(
+            [BASH, "-c", wire, "bash", CHROMIUM, *FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
+            pass_fds=(child_r, child_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        os.close(child_r)
+        os.close(child_w)
         self._buf = b""
         self._next_id = 0
 
@@ -83,8 +89,8 @@ class DevToolsPipe:
     def close(self) -> None:
         try:
             self.send("Browser.close", timeout=5)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        except (OSError, RuntimeError, TimeoutError) as exc:  # already gone
+            print(f"Browser.close: {exc}")
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

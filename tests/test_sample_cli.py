@@ -123,7 +123,7 @@ def test_decode_matches_pixel_tokenizer(ckpt):
 
 def assert_clean_error(capsys, args, needle, tmp_path):
     out_png = tmp_path / "never.png"
-    code, out, err = run_cli([*args, "--out", str(out_png)], capsys)
+    code, _, err = run_cli([*args, "--out", str(out_png)], capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err

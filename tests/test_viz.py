@@ -186,4 +186,4 @@ def test_counts_plot_draws_each_series_where_expected():
     top = nice_max(31)
     assert top == 50
     x, y = area.point(2, 31, 3, top)  # the last green marker
-    assert tuple(arr[int(round(y)), int(round(x))]) == CREATED_RGB
+    assert tuple(arr[round(y), round(x)]) == CREATED_RGB

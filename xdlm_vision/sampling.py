@@ -313,12 +313,19 @@ def sampler_steps(sm: SamplingModel, labels: Sequence[int], seeds: Sequence[int]
         raise UserError(f"unknown --sampler {opts.sampler!r}; choose one of {sorted(SAMPLERS)}")
     if len(labels) != len(seeds):
         raise ValueError("one seed per label is needed")
-    kwargs = dict(
-        num_samples=len(labels), seq_len=sm.seq_len, space=sm.space, num_steps=opts.steps,
-        class_labels=torch.tensor(list(labels), dtype=torch.long, device=sm.device),
-        cfg=GuidanceSchedule(float(opts.cfg), opts.cfg_schedule), null_class=sm.null_class,
-        generator=seeded_generators(seeds), device=sm.device, track_x0=opts.track_x0, pass_time=sm.pass_time,
-    )
+    kwargs = {
+        "num_samples": len(labels),
+        "seq_len": sm.seq_len,
+        "space": sm.space,
+        "num_steps": opts.steps,
+        "class_labels": torch.tensor(list(labels), dtype=torch.long, device=sm.device),
+        "cfg": GuidanceSchedule(float(opts.cfg), opts.cfg_schedule),
+        "null_class": sm.null_class,
+        "generator": seeded_generators(seeds),
+        "device": sm.device,
+        "track_x0": opts.track_x0,
+        "pass_time": sm.pass_time,
+    }
     if opts.sampler == "ancestral":
         kwargs["schedule"] = sm.schedule
     return SAMPLERS[opts.sampler](sm.model_fn, **kwargs)

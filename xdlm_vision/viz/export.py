@@ -153,7 +153,7 @@ def strip_columns(num_steps: int, max_columns: int | None) -> list[int]:
     if max_columns is None or num_steps <= max_columns:
         return list(range(num_steps))
     picks = np.linspace(0, num_steps - 1, max_columns).round().astype(int)
-    return sorted(set(int(p) for p in picks))
+    return sorted({int(p) for p in picks})
 
 
 def trajectory_strip(

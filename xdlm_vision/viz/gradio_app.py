@@ -112,7 +112,7 @@ class DemoSampler:
         self.decode = decoder(sm.tokenizer, sm.device)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path | None = None, limits: DemoLimits = DemoLimits(), **kwargs) -> "DemoSampler":
+    def from_checkpoint(cls, checkpoint: str | Path | None = None, limits: DemoLimits = DemoLimits(), **kwargs) -> DemoSampler:
         from xdlm_vision.sampling import load_for_sampling
 
         return cls(load_for_sampling(checkpoint, **kwargs), limits)
@@ -129,7 +129,7 @@ class DemoSampler:
 
     def stream(self, label, cfg, steps, sampler, seed, num_images) -> Iterator[DemoFrame]:
         """Validate, sample, and yield the frames (see the module docstring)."""
-        from xdlm_vision.sampling import SamplingOptions, sampler_steps, sample_seeds
+        from xdlm_vision.sampling import SamplingOptions, sample_seeds, sampler_steps
         from xdlm_vision.viz.export import render_frame, step_caption
         from xdlm_vision.viz.plot import counts_plot
         from xdlm_vision.viz.render import image_grid
