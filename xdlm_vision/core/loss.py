@@ -38,8 +38,6 @@ from xdlm_vision.errors import UserError
 # c above this is treated as infinite: T4 = S / c < N log(C_MAX) / C_MAX ~ 1e-24 is dropped, and
 # the float32 row statistics never see a larger c (no overflow of c * p).
 C_MAX = 1e30
-# alpha_t is clamped from below in the k > 0 formulas; every term there vanishes as alpha -> 0.
-ALPHA_MIN = 1e-12
 
 
 def _check(logits: torch.Tensor, x0: torch.Tensor, z_t: torch.Tensor, space: TokenSpace) -> None:
@@ -53,12 +51,19 @@ def _check(logits: torch.Tensor, x0: torch.Tensor, z_t: torch.Tensor, space: Tok
         )
 
 
-def _per_position(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Broadcast a per-sample (B,) or scalar value to the per-position shape, flattened (R,)."""
-    value = torch.as_tensor(value, dtype=torch.float64)
+def _per_position(value, shape: torch.Size, device) -> torch.Tensor:
+    """Broadcast a per-sample (B,) or scalar value to the per-position shape, flattened (R,),
+    in float64 (Python floats are not rounded through float32 on the way)."""
+    value = value.detach().to(torch.float64) if torch.is_tensor(value) else torch.tensor(value, dtype=torch.float64)
+    value = value.to(device)
     if value.ndim == 1:
         value = value.reshape(-1, *([1] * (len(shape) - 1)))  # (B, 1, ...)
     return value.expand(shape).reshape(-1)
+
+
+def _log1p_exp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^x), exact for all x including -inf (gradient 0 there)."""
+    return torch.logaddexp(torch.zeros_like(x), x)
 
 
 def nelbo(
@@ -83,7 +88,7 @@ def nelbo(
     flat = logits.reshape(-1, n)  # (R, N)
     x = x0.reshape(-1)
     z = z_t.reshape(-1)
-    t64 = _per_position(torch.as_tensor(t).detach().cpu(), shape).to(logits.device)  # (R,)
+    t64 = _per_position(t, shape, logits.device)  # (R,)
     alpha = schedule.alpha(t64).clamp(0.0, 1.0)  # (R,)
     dalpha = schedule.alpha_prime(t64)  # (R,)
     beta = 1.0 - alpha
@@ -93,11 +98,15 @@ def nelbo(
 
     if space.k == 0.0:  # MDLM: only masked positions carry loss, = rate * (-log p_x)
         stats = row_stats(flat, x, chunk_elements=chunk_elements)
-        weight = torch.where(is_mask, rate, torch.zeros_like(rate))  # (R,) constant
-        return (weight * -stats.lx.double()).to(out_dtype).reshape(shape)
+        # unmasked positions carry exactly 0, also where the model gives x_hat_{z_t} = 0 (no 0 * inf)
+        lx = torch.where(is_mask, stats.lx.double(), torch.zeros_like(rate))
+        return torch.where(is_mask, rate * -lx, 0.0).to(out_dtype).reshape(shape)
 
     rho = space.k / n
-    a = alpha.clamp_min(ALPHA_MIN)
+    # At alpha_t = 0 (t = 1) the loss is exactly 0 for k > 0 (z_t ~ pi whatever x_hat is); those
+    # rows are computed at alpha = 1 and discarded, so no 0/0 reaches the values or the gradient.
+    live = alpha > 0
+    a = torch.where(live, alpha, torch.ones_like(alpha))
     c = a / (beta.clamp_min(1e-300) * rho)  # (R,) = alpha / (beta rho)
     c_eff = c.clamp_max(C_MAX)
     stats = row_stats(flat, x, z, c_eff, chunk_elements=chunk_elements)
@@ -124,7 +133,7 @@ def nelbo(
         mask_weight * h_mask,
         torch.where(same, (-dalpha / (beta * (1.0 + c_eff)).clamp_min(1e-300)) * h_same, rate * h_other),
     )
-    return loss.to(out_dtype).reshape(shape)
+    return torch.where(live, loss, 0.0).to(out_dtype).reshape(shape)
 
 
 def finite_step_kl(
@@ -138,7 +147,7 @@ def finite_step_kl(
 ) -> torch.Tensor:
     """KL( q(z_s | z_t, x0) || p_theta(z_s | z_t) ) per position, in nats (paper Lemma 3.4).
 
-    alpha_t < alpha_s (s is the earlier, cleaner time), each (B,) or scalar. Both posteriors have
+    alpha_t <= alpha_s (s is the earlier, cleaner time), each (B,) or scalar. Both posteriors have
     the form f_{t|s}(e, z) f_s(y, e) / f_t(y, z) (y = x0 one-hot or x_hat), so with
     Lam(e) = log f_s(x, e) / f_s(x_hat, e) (Lam(m) = 0):
 
@@ -146,7 +155,10 @@ def finite_step_kl(
              + log f_t(x_hat, z) / f_t(x, z),
         S_s = sum_{e<N} Lam(e) = log1p(c_s) - sum_e log1p(c_s p_e),  c_s = alpha_s / (beta_s rho).
 
-    Returns (B, L) like :func:`nelbo`; positions that q cannot produce (f_t(x, z) = 0) give 0.
+    The three cases of z_t are evaluated separately on sanitised inputs, so no branch that is not
+    taken can leak a NaN into the value or the gradient. Returns (B, L) like :func:`nelbo`;
+    positions that q cannot produce (f_t(x, z) = 0) give exactly 0 with a zero gradient, and the
+    KL is +inf where the model gives probability 0 to a state that q reaches.
     """
     _check(logits, x0, z_t, space)
     shape = x0.shape
@@ -156,49 +168,65 @@ def finite_step_kl(
     flat = logits.reshape(-1, n)
     x, z = x0.reshape(-1), z_t.reshape(-1)
     dev = logits.device
-    a_t = _per_position(torch.as_tensor(alpha_t).detach().cpu(), shape).to(dev)
-    a_s = _per_position(torch.as_tensor(alpha_s).detach().cpu(), shape).to(dev)
+    a_t = _per_position(alpha_t, shape, dev)  # (R,)
+    a_s = _per_position(alpha_s, shape, dev)  # (R,)
     if bool((a_s < a_t).any()):
         raise UserError("finite_step_kl needs alpha_s >= alpha_t (s earlier than t)")
     b_t, b_s = 1.0 - a_t, 1.0 - a_s
-    a_ts = torch.where(a_s > 0, a_t / a_s.clamp_min(1e-300), torch.zeros_like(a_s))
+    a_ts = torch.where(a_s > 0, a_t / a_s.clamp_min(1e-300), torch.zeros_like(a_s))  # alpha_{t|s}
     b_ts = 1.0 - a_ts
+    zero = torch.zeros_like(a_t)
     is_mask = z == space.mask_id
     same = z == x
+    other = ~is_mask & ~same  # a data token different from x
 
+    # c = alpha / (beta rho) in log space; +inf where beta = 0 (then f(x_hat, e) = alpha x_hat_e)
+    def log_c(a, b):
+        if k == 0:
+            return torch.full_like(a, math.inf)
+        return torch.where(b > 0, torch.log(a.clamp_min(1e-300)) - torch.log(b.clamp_min(1e-300) * rho), math.inf)
+
+    log_cs, log_ct = log_c(a_s, b_s), log_c(a_t, b_t)
+    fin_s, fin_t = torch.isfinite(log_cs), torch.isfinite(log_ct)
+    c_s = torch.where(fin_s, log_cs.clamp_max(math.log(C_MAX)).exp(), torch.full_like(a_s, C_MAX))
+    stats = row_stats(flat, x, z, c_s if k > 0 else None, chunk_elements=chunk_elements)
+    lx_raw, lz_raw = stats.lx.double(), stats.lz.double()
+
+    # which rows q can produce: f_t(x, z) > 0
+    reach = torch.where(is_mask, (b_t > 0) & (k < 1), torch.where(same, (a_t > 0) | (k > 0), (b_t > 0) & (k > 0)))
+    # MDLM never moves an unmasked token: q and p are both a point mass there, KL = 0
+    if k == 0:
+        reach = reach & is_mask
+    lx = torch.where(reach, lx_raw, zero)
+    lz = torch.where(reach & other, lz_raw, zero)
+
+    # Lam(x) = log1p(c_s) - log1p(c_s p_x)  ->  -log p_x when beta_s = 0; 0 when alpha_s = 0
+    lcs = torch.where(fin_s, log_cs, zero)
+    lam_x = torch.where(fin_s, _log1p_exp(lcs) - _log1p_exp(lcs + lx), -lx)
+    lam_x = torch.where(a_s > 0, lam_x, zero)
+    # beta_s rho S_s; vanishes when beta_s = 0 (and is below 1e-24 once c_s >= C_MAX)
     if k > 0:
-        c_s = (a_s / (b_s * rho)).clamp_max(C_MAX)  # beta_s = 0 gives inf -> C_MAX
-        stats = row_stats(flat, x, z, c_s, chunk_elements=chunk_elements)
+        s_term = torch.where(fin_s & (c_s < C_MAX), b_s * rho * (torch.log1p(c_s) - stats.ssp.double()), zero)
     else:
-        stats = row_stats(flat, x, z, chunk_elements=chunk_elements)
-    lx, lz = stats.lx.double(), stats.lz.double()
-    lz = torch.where(is_mask, torch.zeros_like(lz), lz)
-    neg_inf = torch.full_like(a_t, -math.inf)
+        s_term = zero
+    mix = a_s * lam_x + s_term  # alpha_s Lam(x) + beta_s rho S_s
 
-    def log_(v):
-        return torch.where(v > 0, torch.log(v.clamp_min(1e-300)), neg_inf)
+    # z_t = m: f_s(x, m) Lam(m) = 0, r(m) / f_t(x, m) = 1 / beta_t
+    kl_mask = b_ts / b_t.clamp_min(1e-300) * mix
+    # z_t = x: divide by f_t(x, x) = alpha_t + beta_t rho; log f_t(x_hat, x) / f_t(x, x) in log1p form
+    ft_xx = a_t + b_t * rho
+    term_same = torch.where(a_ts > 0, a_ts * (a_s + b_s * rho) * lam_x, zero)
+    lct = torch.where(fin_t, log_ct, zero)
+    ratio_same = torch.where(fin_t, _log1p_exp(lct + lx) - _log1p_exp(lct), lx)
+    kl_same = (term_same + b_ts * rho * mix) / ft_xx.clamp_min(1e-300) + ratio_same
+    # z_t = e != x: f_s(x, e) = beta_s rho, f_t(x, e) = beta_t rho; Lam(e) = -log1p(c_s p_e)
+    lam_e = torch.where(fin_s & other, -_log1p_exp(lcs + lz), zero)
+    term_other = torch.where((a_ts > 0) & (b_s > 0), a_ts * b_s * lam_e, zero)
+    ratio_other = _log1p_exp(lct + lz)  # log f_t(x_hat, e) / (beta_t rho) = log1p(c_t p_e)
+    kl_other = (term_other + b_ts * mix) / b_t.clamp_min(1e-300) + ratio_other
 
-    # log f_s(x_hat, e) and log f_s(x, e) at e = x and e = z (data), in log space so beta_s = 0 works
-    log_bs_rho = log_(b_s * rho)
-    lam_x = torch.logaddexp(log_(a_s), log_bs_rho) - torch.logaddexp(log_(a_s) + lx, log_bs_rho)
-    lam_z_other = log_bs_rho - torch.logaddexp(log_(a_s) + lz, log_bs_rho)
-    fs_x_z = torch.where(is_mask, b_s * (1 - k), torch.where(same, a_s + b_s * rho, b_s * rho))
-    lam_z = torch.where(same, lam_x, torch.where(is_mask | (fs_x_z <= 0), torch.zeros_like(lx), lam_z_other))
-    if k > 0:
-        s_sum = torch.where(b_s > 0, b_s * rho * (torch.log1p(c_s) - stats.ssp.double()), torch.zeros_like(a_s))
-    else:
-        s_sum = torch.zeros_like(a_s)
-    r_z = torch.where(is_mask, torch.full_like(a_t, 1 - k), torch.full_like(a_t, rho))
-    ft_x_z = torch.where(same, a_t, torch.zeros_like(a_t)) + b_t * r_z
-    # log f_t(x_hat, z) - log f_t(x, z); identical at z = m
-    log_bt_r = log_(b_t * r_z)
-    log_ft_hat_z = torch.where(is_mask, log_bt_r, torch.logaddexp(log_(a_t) + lz, log_bt_r))
-    log_ratio_t = torch.where(is_mask, torch.zeros_like(lx), log_ft_hat_z - log_(ft_x_z))
-
-    inner = a_ts * fs_x_z * lam_z + b_ts * r_z * (a_s * lam_x + s_sum)
-    valid = ft_x_z > 0
-    kl = torch.where(valid, inner / ft_x_z.clamp_min(1e-300) + torch.where(valid, log_ratio_t, 0.0), 0.0)
-    return kl.to(out_dtype).reshape(shape)
+    kl = torch.where(is_mask, kl_mask, torch.where(same, kl_same, kl_other))
+    return torch.where(reach, kl, zero).to(out_dtype).reshape(shape)
 
 
 def masked_cross_entropy(

@@ -60,7 +60,9 @@ class TokenSpace:
 
     def prior_of(self, z: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
         """pi evaluated at the states z (any shape) -> same shape, float."""
-        return torch.where(z == self.mask_id, self.mask_prior, self.data_prior).to(dtype)
+        mask = torch.tensor(self.mask_prior, dtype=dtype, device=z.device)
+        data = torch.tensor(self.data_prior, dtype=dtype, device=z.device)
+        return torch.where(z == self.mask_id, mask, data)
 
 
 def forward_marginal(x: torch.Tensor, alpha: torch.Tensor, space: TokenSpace) -> torch.Tensor:

@@ -74,7 +74,7 @@ class _RowStats(torch.autograd.Function):
             if use_s:
                 gs = g_s[lo:hi].float()
                 sigma = p * c[lo:hi, None]  # (r, N) c p
-                sigma.add_(1).reciprocal_().neg_().add_(1)  # c p / (1 + c p) = 1 - 1 / (1 + c p)
+                sigma.div_(sigma + 1)  # c p / (1 + c p), exact also where c p << 1 (1 - 1/(1+cp) is not)
                 coef = coef + gs * sigma.sum(dim=-1)
                 out = sigma.mul_(gs[:, None]).sub_(p.mul_(coef[:, None]))  # (r, N)
             else:

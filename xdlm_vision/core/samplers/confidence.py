@@ -11,8 +11,9 @@ Start from an all-[MASK] sequence. At step i of T:
   3. refine (only for k > 0): among positions that were already tokens, those whose candidate
      differs from the current token and is more probable than it are candidates for re-writing;
      the ``n_refine`` with the largest log-probability gain are re-written, with
-     n_refine = round(refine_fraction * #tokens) (``refine_schedule``: ``constant`` or
-     ``linear`` decay to 0 at the last step).
+     n_refine = round(fraction * #tokens) (``refine_schedule``: ``constant`` fraction =
+     refine_fraction, or ``linear``: refine_fraction * (1 - i/T), from refine_fraction at the
+     first step down to refine_fraction / T at the last).
 With k = 0 nothing is ever refined (an MDLM has no model of token-to-token moves).
 """
 
