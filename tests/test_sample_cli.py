@@ -192,8 +192,8 @@ def test_tokenizer_codebook_size_mismatch(tmp_path, capsys):
 
 
 def test_vq_checkpoint_without_tokenizer_weights(tmp_path, capsys):
-    ck = write_tiny_checkpoint(tmp_path / "vq16", tokenizer_spec={"kind": "vq16", "codebook_size": 17,
-                                                                  "path": None})
+    ck = write_tiny_checkpoint(tmp_path / "vq16", tokenizer_spec={"kind": "llamagen", "size": "VQ-16",
+                                                                  "checkpoint": None})
     assert_clean_error(capsys, ["sample", "--checkpoint", str(ck)], "--tokenizer-checkpoint", tmp_path)
     assert_clean_error(capsys, ["sample", "--checkpoint", str(ck), "--tokenizer-checkpoint",
                                 str(tmp_path / "missing.pt")], "no such file", tmp_path)

@@ -122,63 +122,17 @@ def packaged_checkpoint() -> Path:
     return PACKAGED_CHECKPOINT
 
 
-def _is_weights_only_dir(path: Path) -> bool:
-    """A sampling-only checkpoint: config.json plus ema and/or model safetensors (no train state)."""
-    return path.is_dir() and (path / "config.json").is_file() and any(
-        (path / f).is_file() for f in ("ema.safetensors", "model.safetensors")
-    )
-
-
-def _load_model(path: Path, ema: bool, device: torch.device, flag: str):
-    """(LoadedModel) from a full training checkpoint or a sampling-only directory."""
-    from xdlm_vision.training.checkpoint import (
-        LoadedModel,
-        is_complete,
-        load_checkpoint,
-        load_weights,
-        read_checkpoint_config,
-    )
-
-    if is_complete(path) or not _is_weights_only_dir(path):
-        return load_checkpoint(path, ema=ema, device=device, flag=flag)
-    # sampling-only directory (the packaged checkpoint): same config.json, fewer files
-    from xdlm_vision.config import config_from_dict
-    from xdlm_vision.training.build import DataMeta, build_model
-
-    weights = path / ("ema.safetensors" if ema else "model.safetensors")
-    if not weights.is_file():
-        other = "--no-ema" if ema else "--ema"
-        raise UserError(f"{flag} {path} has no {weights.name}; this checkpoint only supports {other}")
-    meta = read_checkpoint_config(path, flag)
-    try:
-        cfg = config_from_dict(meta["config"])
-        data = DataMeta.from_dict(meta["data"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{flag} {path}: config.json lacks {exc}") from None
-    model = build_model(cfg, data)
-    load_weights(model, weights, flag)
-    model.to(device).eval().requires_grad_(False)
-    return LoadedModel(
-        model=model, config=cfg, tokenizer_spec=dict(meta.get("tokenizer", data.tokenizer_spec)),
-        class_names=list(data.class_names), num_classes=data.num_classes, num_tokens=data.num_tokens,
-        grid_shape=tuple(data.grid_shape), step=int(meta.get("step", 0)), ema=ema, path=path, meta=meta,
-    )
-
-
 def open_tokenizer_from_spec(
     spec: dict, num_tokens: int, device: torch.device, tokenizer_checkpoint: str | Path | None = None
 ):
     """Build the checkpoint's tokenizer; UserError if its codebook does not match ``num_tokens``.
 
-    Accepts the factory's specs (``pixel``, ``llamagen``, ``diffusers``) and the trainer's VQ form
-    ``{"kind": "vq16", "path": ...}``. ``tokenizer_checkpoint`` (``--tokenizer-checkpoint``)
-    replaces the recorded weights path.
+    Accepts the tokenizer factory's specs (``pixel``, ``llamagen``, ``diffusers``).
+    ``tokenizer_checkpoint`` (``--tokenizer-checkpoint``) replaces the recorded weights path.
     """
     from xdlm_vision.tokenizers import load_tokenizer
 
     spec = dict(spec or {})
-    if spec.get("kind") == "vq16":
-        spec = {"kind": "llamagen", "size": "VQ-16", "checkpoint": spec.get("path")}
     if spec.get("kind") in ("llamagen", "diffusers"):
         recorded = spec.get("checkpoint") or spec.get("path")
         if tokenizer_checkpoint is None and not (recorded and Path(recorded).exists()):
@@ -217,13 +171,13 @@ def load_for_sampling(
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
     path = Path(checkpoint) if checkpoint is not None else packaged_checkpoint()
-    if checkpoint is None and not _is_weights_only_dir(path):
+    from xdlm_vision.training.checkpoint import is_weights_only, load_checkpoint
+
+    if checkpoint is None and not is_weights_only(path):
         raise UserError(f"the packaged digits checkpoint is missing from {path}; pass --checkpoint DIR")
-    if not path.exists():
-        raise UserError(f"{flag} {path}: no such file or directory")
     try:
-        loaded = _load_model(path, ema, device, flag)
-    except UserError as exc:  # e.g. a state-dict error listing every tensor: keep it to one line
+        loaded = load_checkpoint(path, ema=ema, device=device, flag=flag)
+    except UserError as exc:  # keep whatever the loader said to one line
         raise UserError(one_line(str(exc))) from None
     cfg = loaded.config
     trained_k = float(cfg.diffusion.k)

@@ -176,8 +176,17 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 # reading
 
 
+def is_weights_only(ckpt_dir: Path) -> bool:
+    """A sampling-only checkpoint: config.json plus ema and/or model safetensors, no train state
+    (what ships inside the package, or what a user copies to share a model)."""
+    return ckpt_dir.is_dir() and (ckpt_dir / "config.json").is_file() and any(
+        (ckpt_dir / f).is_file() for f in ("ema.safetensors", "model.safetensors")
+    )
+
+
 def resolve_checkpoint_dir(path: str | Path, flag: str = "--checkpoint") -> Path:
-    """A step directory, a run directory ``OUT`` or ``OUT/checkpoints`` -> a complete step directory."""
+    """A step directory, a run directory ``OUT`` or ``OUT/checkpoints``, or a sampling-only
+    directory (config.json + safetensors) -> the directory holding the weights."""
     p = Path(path)
     if is_complete(p):
         return p
@@ -186,6 +195,8 @@ def resolve_checkpoint_dir(path: str | Path, flag: str = "--checkpoint") -> Path
             found = latest_checkpoint(run_dir)
             if found is not None:
                 return found
+    if is_weights_only(p):
+        return p
     if not p.exists():
         raise UserError(f"{flag} {path}: no such file or directory")
     missing = [f for f in FILES if not (p / f).is_file()] if p.is_dir() else list(FILES)
@@ -214,7 +225,9 @@ def load_weights(module: nn.Module, path: str | Path, flag: str = "--checkpoint"
     try:
         missing, unexpected = load_model(module, str(path), strict=False)
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
-        raise UserError(f"{flag}: cannot load {path} ({exc.__class__.__name__}: {exc})") from None
+        # shape mismatches come back as one line per tensor: keep the message to one line
+        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:300]
+        raise UserError(f"{flag}: cannot load {path} ({exc.__class__.__name__}: {detail})") from None
     if missing or unexpected:
         raise UserError(
             f"{flag}: {path} does not match the model (missing {sorted(missing)[:5]}, "
@@ -236,7 +249,7 @@ class LoadedModel:
 
     model: nn.Module  # backbone in eval mode on the requested device
     config: Any  # the run's xdlm_vision.config.Config
-    tokenizer_spec: dict  # {"kind": "pixel", "levels": .., "channels": ..} or {"kind": "vq16", ...}
+    tokenizer_spec: dict  # a tokenizer factory spec: {"kind": "pixel" | "llamagen" | "diffusers", ...}
     class_names: list[str]  # C names; class id C is the null class
     num_classes: int  # C
     num_tokens: int  # N data tokens; mask id N
@@ -276,8 +289,12 @@ def load_checkpoint(
         data = DataMeta.from_dict(meta["data"])
     except (KeyError, TypeError) as exc:
         raise UserError(f"{flag} {ckpt}: config.json lacks {exc}") from None
+    weights = ckpt / ("ema.safetensors" if ema else "model.safetensors")
+    if not weights.is_file():
+        raise UserError(f"{flag} {ckpt} has no {weights.name}; this checkpoint only supports "
+                        f"{'--no-ema' if ema else '--ema'}")
     model = build_model(cfg, data)
-    load_weights(model, ckpt / ("ema.safetensors" if ema else "model.safetensors"), flag)
+    load_weights(model, weights, flag)
     model.to(device).eval().requires_grad_(False)
     return LoadedModel(
         model=model,
@@ -287,7 +304,7 @@ def load_checkpoint(
         num_classes=data.num_classes,
         num_tokens=data.num_tokens,
         grid_shape=tuple(data.grid_shape),
-        step=int(meta["step"]),
+        step=int(meta.get("step", 0)),
         ema=ema,
         path=ckpt,
         meta=meta,
