@@ -32,10 +32,6 @@ class PerplexityResult:
     num_time_samples: int  # t draws per sequence
 
 
-def _batch_seed(seed: int, batch: int, repeat: int) -> int:
-    return (int(seed) * 1_000_003 + batch * 9_176 + repeat * 7_919 + 12_345) % (2**63 - 1)
-
-
 @torch.no_grad()
 def text_nelbo(
     model: nn.Module,
@@ -56,10 +52,11 @@ def text_nelbo(
 
     model: forward(z (B, L), class_labels (B,) | None, t (B,) | None) -> logits (B, L, N).
     conditional: pass the dataset labels to the model (else None = the null class).
-    On CUDA the forward runs under bf16 autocast; the loss is float32.
+    On CUDA the forward runs under bf16 autocast; the loss is float32. The estimate itself is
+    :func:`xdlm_vision.evaluation.nelbo.monte_carlo_nelbo` (one replicate per time sample).
     """
-    from xdlm_vision.core import corrupt, nelbo, sample_times
     from xdlm_vision.errors import UserError
+    from xdlm_vision.evaluation.nelbo import monte_carlo_nelbo
 
     if batch_size < 1 or num_time_samples < 1:
         raise UserError("need --batch-size >= 1 and --time-samples >= 1")
@@ -68,33 +65,26 @@ def text_nelbo(
     if count == 0:
         raise UserError("no sequences to evaluate")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    total_nats, total_tokens = 0.0, 0
-    starts = list(range(0, count, batch_size))
-    from tqdm.auto import tqdm
+
+    def model_fn(z, labels, t=None):
+        with autocast:
+            return model(z, labels, t if time_conditioning else None)  # (B, L, N)
 
     was_training = model.training
     model.eval()
-    for b, start in enumerate(tqdm(starts, desc="nelbo", disable=not progress, unit="batch")):
-        items = [dataset[i] for i in range(start, min(count, start + batch_size))]
-        x0 = torch.stack([torch.as_tensor(it[0]) for it in items]).long().to(device)  # (B, L)
-        labels = torch.as_tensor([int(it[1]) for it in items], device=device) if conditional else None  # (B,)
-        for r in range(num_time_samples):
-            gen = torch.Generator(device="cpu").manual_seed(_batch_seed(seed, b, r))
-            t = sample_times(x0.shape[0], generator=gen).to(device)  # (B,)
-            z_t = corrupt(x0, t, space, schedule, generator=gen)  # (B, L)
-            with autocast:
-                logits = model(z_t, labels, t if time_conditioning else None)  # (B, L, N)
-            loss = nelbo(logits.float(), x0, z_t, t, space, schedule)  # (B, L)
-            total_nats += float(loss.double().sum())
-            total_tokens += loss.numel()
-    model.train(was_training)
-    nats = total_nats / total_tokens
+    try:
+        est = monte_carlo_nelbo(model_fn, dataset, space, schedule, num_t=num_time_samples, seed=seed,
+                                batch_size=batch_size, conditional=conditional, pass_time=True,
+                                max_examples=count, device=device, progress=progress)
+    finally:
+        model.train(was_training)
+    nats = est.nats_per_token
     return PerplexityResult(
         nats_per_token=nats,
         bits_per_token=nats / math.log(2),
         perplexity=math.exp(min(nats, 700.0)),
         uniform_nats=math.log(space.num_tokens),
-        num_tokens=total_tokens // num_time_samples,
+        num_tokens=est.num_tokens,
         num_sequences=count,
         num_time_samples=num_time_samples,
     )
