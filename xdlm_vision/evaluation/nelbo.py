@@ -106,7 +106,7 @@ def monte_carlo_nelbo(
             t = sample_times(x0.shape[0], generator=gen).to(device)  # (B,)
             z_t = corrupt(x0, t, space, schedule, generator=gen)  # (B, L)
             logits = model_fn(z_t, lab, t) if pass_time else model_fn(z_t, lab)  # (B, L, N)
-            total += float(nelbo(logits.float(), x0, z_t, t, space, schedule).double().sum())
+            total += float(nelbo(logits, x0, z_t, t, space, schedule).double().sum())  # bf16 upcast per chunk
             num_tokens += x0.numel()
             bar.update(1)
         replicates.append(total / num_tokens / math.log(2))

@@ -110,7 +110,8 @@ def nelbo_per_token(
     t = sample_times(b, generator=generator).to(x0.device)  # (B,)
     z_t = corrupt(x0, t, diff.space, diff.schedule, generator=generator)  # (B, L)
     logits = model(z_t, labels, t if diff.time_conditioning else None)  # (B, L, N)
-    return nelbo(logits.float(), x0, z_t, t, diff.space, diff.schedule)  # (B, L)
+    # bf16 logits go in as they are: the loss upcasts chunk by chunk (no full fp32 copy)
+    return nelbo(logits, x0, z_t, t, diff.space, diff.schedule)  # (B, L)
 
 
 def _flatten_batch(batch, device) -> tuple[torch.Tensor, torch.Tensor]:
