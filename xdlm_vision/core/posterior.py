@@ -22,7 +22,8 @@ from xdlm_vision.core.process import TokenSpace, _draw_from_pi
 from xdlm_vision.core.rng import RandomSource
 
 # Rows per chunk when gathering logits rows for log-sum-exp / categorical draws: cache-sized
-# (2^16 elements) and at most 1/32 of the logits, so temporaries stay far below the logits.
+# (2^16 elements) and at most 1/128 of the logits, so the few chunk temporaries (a float32 copy,
+# its exponentials, a float64 CDF) stay far below the logits.
 _CHUNK_ELEMENTS = 1 << 16
 
 
@@ -53,7 +54,7 @@ class PosteriorDraw:
 
 
 def _rows_in_chunks(n_rows: int, n: int, total_elements: int):
-    chunk = max(1, min(_CHUNK_ELEMENTS, max(n, total_elements // 32)) // n)
+    chunk = max(1, min(_CHUNK_ELEMENTS, max(n, total_elements // 128)) // n)
     for lo in range(0, n_rows, chunk):
         yield lo, min(n_rows, lo + chunk)
 
@@ -113,22 +114,30 @@ def posterior_step(
     b_ts, b_s = 1.0 - a_ts, 1.0 - alpha_s
     is_mask = z == space.mask_id
 
-    # x_hat at z_t, needed only where z_t is a data token and staying is possible
-    fs_hat = torch.full(z.shape, b_s * (1 - k), dtype=torch.float64, device=dev)  # f_s(x_hat, m)
-    if a_ts > 0 and k > 0:
-        rows = (~is_mask).nonzero().squeeze(1)  # (M,)
-        if rows.numel():
-            p_z = log_prob_at(flat, rows, z[rows]).exp()  # (M,)
-            fs_hat[rows] = alpha_s * p_z + b_s * rho
-    elif k == 0:
-        fs_hat = torch.where(is_mask, fs_hat, torch.ones_like(fs_hat))  # MDLM: data tokens always stay
-    r_z = torch.where(is_mask, 1.0 - k, rho).to(torch.float64)  # (R,)
-    w_x = b_ts * r_z * alpha_s
-    w_pi = b_ts * r_z * b_s
-    w_stay = a_ts * fs_hat
-    pick = u_comp * (w_x + w_pi + w_stay)  # (R,)
-    from_x = pick < w_x
-    from_pi = (~from_x) & (pick < w_x + w_pi)
+    # At the mask all three weights are constants: w_x : w_pi : w_stay = b_ts a_s : b_ts b_s : a_ts b_s
+    # (the common factor pi_m = 1 - k cancels). The thresholds on u_comp are the cumulative shares.
+    total_m = b_ts * alpha_s + b_ts * b_s + a_ts * b_s
+    share_x_m = b_ts * alpha_s / total_m if total_m > 0 else 0.0
+    share_xpi_m = (b_ts * alpha_s + b_ts * b_s) / total_m if total_m > 0 else 0.0
+    thr_x = torch.full_like(u_comp, share_x_m)  # (R,) P(draw from x_hat)
+    thr_pi = torch.full_like(u_comp, share_xpi_m)  # (R,) P(draw from x_hat or pi)
+    # At a data token z: w_x = b_ts rho a_s, w_pi = b_ts rho b_s, w_stay = a_ts (a_s x_hat_z + b_s rho).
+    # k = 0: rho = 0, MDLM keeps every token (thresholds 0). a_ts = 0: no stay, x_hat_z not needed.
+    rows = (~is_mask).nonzero().squeeze(1)  # (M,)
+    if rows.numel():
+        if k == 0:
+            thr_x[rows], thr_pi[rows] = 0.0, 0.0
+        else:
+            stay = 0.0
+            if a_ts > 0:
+                p_z = log_prob_at(flat, rows, z[rows]).exp_()  # (M,) float64
+                stay = p_z.mul_(a_ts * alpha_s).add_(a_ts * b_s * rho)  # (M,) w_stay
+            total = stay + b_ts * rho  # (M,) or a float: w_x + w_pi + w_stay
+            thr_x[rows] = b_ts * rho * alpha_s / total
+            thr_pi[rows] = b_ts * rho / total
+    from_x = u_comp < thr_x  # (R,) bool
+    from_pi = ~from_x & (u_comp < thr_pi)
+    del u_comp, thr_x, thr_pi
 
     z_s = z.clone()
     rows_x = from_x.nonzero().squeeze(1)

@@ -66,6 +66,8 @@ class _RowStats(torch.autograd.Function):
         g_z = torch.zeros_like(lse) if g_z is None else g_z.float()  # (R,)
         use_s = ctx.has_c and g_s is not None
         grad = torch.empty_like(logits)  # (R, N) the only full-size allocation
+        direct = grad.dtype == torch.float32  # write straight into the gradient, no extra copy
+        inv_c = 1.0 / c if ctx.has_c else None  # (R,) inf where c = 0 gives sigma = 0, as it should
         step = ctx.chunk_rows
         for lo in range(0, rows, step):
             hi = min(rows, lo + step)
@@ -73,15 +75,18 @@ class _RowStats(torch.autograd.Function):
             coef = g_x[lo:hi] + g_z[lo:hi]  # (r,)
             if use_s:
                 gs = g_s[lo:hi].float()
-                sigma = p * c[lo:hi, None]  # (r, N) c p
-                sigma.div_(sigma + 1)  # c p / (1 + c p), exact also where c p << 1 (1 - 1/(1+cp) is not)
+                sigma = torch.add(p, inv_c[lo:hi, None])  # (r, N) p + 1/c
+                torch.div(p, sigma, out=sigma)  # c p / (1 + c p), exact also where c p << 1
                 coef = coef + gs * sigma.sum(dim=-1)
-                out = sigma.mul_(gs[:, None]).sub_(p.mul_(coef[:, None]))  # (r, N)
+                out = grad[lo:hi] if direct else sigma
+                torch.mul(sigma, gs[:, None], out=out)
+                out.addcmul_(p, -coef[:, None])  # (r, N) g_S sigma - p (g_x + g_z + g_S T)
             else:
-                out = p.mul_(-coef[:, None])  # (r, N)
+                out = torch.mul(p, -coef[:, None], out=grad[lo:hi] if direct else p)  # (r, N)
             out.scatter_add_(1, x[lo:hi, None], g_x[lo:hi, None])
             out.scatter_add_(1, z[lo:hi, None], g_z[lo:hi, None])
-            grad[lo:hi] = out
+            if not direct:
+                grad[lo:hi] = out
         return grad, None, None, None, None
 
 
