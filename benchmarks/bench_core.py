@@ -23,18 +23,17 @@ ratios are what the targets are about.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import time
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
+import torch
 
-import torch  # noqa: E402
-
-from xdlm_vision.core import TokenSpace, corrupt, get_schedule, masked_cross_entropy, nelbo, posterior_step  # noqa: E402
+from xdlm_vision.core import TokenSpace, corrupt, get_schedule, masked_cross_entropy, nelbo, posterior_step
 
 SHAPES = {
     "VQ-16 codes": (8, 256, 16384),
@@ -135,10 +134,10 @@ def bench_sampler(shape, reps: int, k: float, memory: bool = False, num_steps: i
         z_t = corrupt(x0, torch.full((b,), t), space, sched, generator=g)  # a state at time t
         mdlm_z = corrupt(x0, torch.full((b,), t), TokenSpace(n, 0.0), sched, generator=g)
 
-        def xdlm_step():
+        def xdlm_step(z_t=z_t, a_t=a_t, a_s=a_s):
             return posterior_step(logits, z_t, a_t, a_s, space, g)
 
-        def mdlm_step():
+        def mdlm_step(mdlm_z=mdlm_z, a_t=a_t, a_s=a_s):
             return mdlm_step_usual(logits, mdlm_z, a_t, a_s, n, g)
 
         if memory:

@@ -6,6 +6,6 @@ transformers, torch-fidelity, diffusers) are imported lazily where they are used
 
 __version__ = "0.1.0"
 
-from xdlm_vision.errors import UserError  # noqa: E402
+from xdlm_vision.errors import UserError
 
 __all__ = ["UserError", "__version__"]

@@ -20,9 +20,9 @@ from xdlm_vision.core.schedules import get_schedule
 from xdlm_vision.core.timesteps import sample_times
 
 __all__ = [
+    "SAMPLERS",
     "GuidanceSchedule",
     "PosteriorDraw",
-    "SAMPLERS",
     "SamplerStep",
     "TokenSpace",
     "ancestral_sampler",

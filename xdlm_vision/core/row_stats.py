@@ -38,7 +38,7 @@ def _chunk_rows(rows: int, n: int, chunk_elements: int | None) -> int:
 class _RowStats(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, x, z, c, chunk_rows):  # logits (R, N); x, z (R,) int64; c (R,) float32 or None
-        rows, n = logits.shape
+        rows, _n = logits.shape
         lse = torch.empty(rows, dtype=torch.float32, device=logits.device)  # (R,)
         ssp = torch.zeros(rows, dtype=torch.float32, device=logits.device)  # (R,)
         for lo in range(0, rows, chunk_rows):

@@ -48,7 +48,7 @@ def load_digits_split(split: str = "train") -> DigitsArrays:
         for c in range(DIGITS_CLASSES):  # stratified: 20 % of every class
             members = np.flatnonzero(labels == c)
             members = members[rng.permutation(len(members))]
-            val_idx.append(members[: int(round(VAL_FRACTION * len(members)))])
+            val_idx.append(members[: round(VAL_FRACTION * len(members))])
         val = np.sort(np.concatenate(val_idx))
         idx = val if split == "val" else np.setdiff1d(np.arange(len(labels)), val)
     return DigitsArrays(torch.from_numpy(images[idx].copy()), torch.from_numpy(labels[idx].copy()))

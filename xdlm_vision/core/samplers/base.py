@@ -108,4 +108,4 @@ def time_grid(num_steps: int) -> list[tuple[float, float]]:
     return [(1.0 - i / num_steps, 1.0 - (i + 1) / num_steps if i + 1 < num_steps else 0.0) for i in range(num_steps)]
 
 
-__all__ = ["GuidanceSchedule", "SamplerStep", "sample", "transitions", "guided_model_call", "time_grid"]
+__all__ = ["GuidanceSchedule", "SamplerStep", "guided_model_call", "sample", "time_grid", "transitions"]

@@ -39,7 +39,7 @@ def masks_left(step: int, num_steps: int, seq_len: int, kind: str) -> int:
     """Number of masked positions that should remain after ``step`` (0 after the last)."""
     frac = (step + 1) / num_steps
     left = math.cos(0.5 * math.pi * frac) if kind == "cosine" else 1.0 - frac
-    return 0 if step + 1 >= num_steps else int(math.floor(seq_len * left + 1e-9))
+    return 0 if step + 1 >= num_steps else math.floor(seq_len * left + 1e-9)
 
 
 def _top_per_row(score: torch.Tensor, eligible: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
