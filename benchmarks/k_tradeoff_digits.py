@@ -45,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--num-t", type=int, default=4, help="draws of t for the validation NELBO")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--docs", default=str(ROOT / "docs"), help="where k_tradeoff.md / .png are written")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the docs from OUT/results.json as it stands (no training or sampling)")
     return p.parse_args()
 
 
@@ -155,7 +157,8 @@ def verdict(results: dict, budget: int, cfg: float) -> list[str]:
     return lines
 
 
-def write_markdown(results: dict, path: Path, args, sample_steps: list[int], floor: float, wall: float) -> None:
+def write_markdown(results: dict, path: Path, args, sample_steps: list[int], floor: float, wall: float,
+                   missing: list[str]) -> None:
     cols = " | ".join(f"{s} st." for s in sample_steps)
     lines = [
         "# The k trade-off on the embedded digits data",
@@ -174,6 +177,8 @@ def write_markdown(results: dict, path: Path, args, sample_steps: list[int], flo
         "",
         "![k trade-off](k_tradeoff.png)",
         "",
+        *([f"**Not run yet:** {', '.join(missing)} (rerun the command: finished models are kept).", ""]
+          if missing else []),
         f"## digits-FID (lower is better), without CFG | with CFG {args.cfg:g}",
         "",
         f"| model | train steps | train min | NELBO bits/token | {cols} | {cols} |",
@@ -217,7 +222,7 @@ def main() -> None:
     floor = digits_fid_floor()
     for k, steps in plan:
         name = f"k={k:g}, {steps} steps"
-        if name in results:
+        if name in results or args.report_only:
             continue
         print(f"== {name}: training", flush=True)
         ckpt, train_s = train_model(k, steps, args.batch_size, args.seed, out / f"k{k:g}_s{steps}")
@@ -231,7 +236,8 @@ def main() -> None:
     docs = Path(args.docs)
     write_plot(results, docs / "k_tradeoff.png", sample_steps, args.cfg)
     total = sum(r["train_seconds"] + r["eval_seconds"] for r in results.values())
-    write_markdown(results, docs / "k_tradeoff.md", args, sample_steps, floor, max(wall, total))
+    missing = [f"k={k:g}, {steps} steps" for k, steps in plan if f"k={k:g}, {steps} steps" not in results]
+    write_markdown(results, docs / "k_tradeoff.md", args, sample_steps, floor, max(wall, total), missing)
     print(f"wrote {docs / 'k_tradeoff.md'} and {docs / 'k_tradeoff.png'} ({max(wall, total) / 60:.1f} min)")
 
 
