@@ -92,13 +92,13 @@ def test_rerun_with_a_different_setup_is_refused(assets, tmp_path, capsys):
 
 def test_fid_against_adm_stats_writes_the_protocol_card(assets, tmp_path):
     out = tmp_path / "fid"
-    assert main(fid_args(assets, out, "--cfg", "0.5", "--random-labels", num=4)) == 0
+    assert main(fid_args(assets, out, "--cfg", "0.5", "--random-labels", num=2)) == 0  # 2 images: Inception is slow on CPU
     payload = json.loads((out / "metrics.json").read_text())
     m, card = payload["metrics"], payload["protocol"]
     assert np.isfinite(m["fid"]) and m["fid"] > 0 and m["inception_score"] >= 1.0 - 1e-6
     assert card["reference"]["kind"] == "adm-stats" and card["reference"]["statistics"] == "file"
     assert card["reference"]["sha256"] == hashlib.sha256(assets["adm"].read_bytes()).hexdigest()
-    assert card["num_samples"] == 4 and card["label_sampling"].startswith("random")
+    assert card["num_samples"] == 2 and card["label_sampling"].startswith("random")
     assert card["sampler"] == "ancestral" and card["steps"] == 2
     assert card["cfg"]["gamma"] == 0.5 and card["cfg"]["llamagen_dit_scale"] == 1.5
     assert "1 + gamma" in card["cfg"]["convention"]
