@@ -24,6 +24,7 @@ import numpy as np
 
 from xdlm_vision.errors import UserError
 from xdlm_vision.evaluation.frechet import GaussianStats
+from xdlm_vision.tokenizers.checkpoints import sha256_file  # one file-checksum helper for the toolkit
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -41,14 +42,6 @@ class Reference:
     stats: GaussianStats | None  # pool_3 statistics read from the file (adm-stats), else None
     images: np.ndarray | None  # (M, H, W, C) uint8 reference images (None if only stats)
 
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_files(root: Path, files: list[Path]) -> str:
