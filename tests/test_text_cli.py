@@ -120,3 +120,12 @@ def test_label_conditioned_text_run(tmp_path, text_hooks, capsys):
     assert "=== sample 1" in capsys.readouterr().out
     assert main(["sample-text", "--checkpoint", str(out), "--label", "poetry"]) == 2
     assert "code, prose" in capsys.readouterr().err
+
+
+def test_eval_nelbo_on_a_text_checkpoint(tiny_run, capsys):
+    args = ["eval", "nelbo", "--checkpoint", str(tiny_run), "--num-t", "2", "--max-examples", "16", "--no-progress"]
+    assert main(args) == 0
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    assert first.startswith("text:val:") and "perplexity <=" in first and "2 draws of t" in first
+    assert main(args) == 0  # fixed seeds: the same estimate again
+    assert capsys.readouterr().out.strip().splitlines()[-1] == first

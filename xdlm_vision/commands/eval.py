@@ -278,16 +278,20 @@ def run_nelbo(args) -> int:
     space = TokenSpace(loaded.num_tokens, cfg.diffusion.k if args.k is None else args.k)
     schedule = get_schedule(cfg.diffusion.schedule)
     text = _is_text(loaded.meta)
-    if text:
-        est, dataset_name = _text_nelbo(args, loaded, space, schedule, device)
+    if text:  # the text checkpoint's own tokenizer and packing, on --data-path or its validation split
+        from xdlm_vision.text.dataset import evaluation_set_from_spec
+
+        dataset = evaluation_set_from_spec(loaded.tokenizer_spec, args.data_path, loaded.class_names)
+        dataset_name = f"text:{args.data_path or 'val'}"
     else:
         dataset = _image_split(cfg, args.split)
         dataset_name = f"{cfg.data.name}:{args.split}"
-        est = monte_carlo_nelbo(
-            make_model_fn(loaded.model, device), dataset, space, schedule, num_t=args.num_t, seed=args.seed,
-            batch_size=args.batch_size, conditional=loaded.num_classes > 0, pass_time=cfg.model.time_conditioning,
-            max_examples=args.max_examples, device=device, progress=not args.no_progress,
-        )
+    # one estimator for images and text: num_t seeded replicates -> mean and standard error
+    est = monte_carlo_nelbo(
+        make_model_fn(loaded.model, device), dataset, space, schedule, num_t=args.num_t, seed=args.seed,
+        batch_size=args.batch_size, conditional=loaded.num_classes > 0, pass_time=cfg.model.time_conditioning,
+        max_examples=args.max_examples, device=device, progress=not args.no_progress,
+    )
     stderr = None if math.isnan(est.stderr_bits) else est.stderr_bits  # JSON has no NaN
     metrics = {"bits_per_token": est.bits_per_token, "stderr_bits_per_token": stderr,
                "nats_per_token": est.nats_per_token}
@@ -330,24 +334,6 @@ def _image_split(cfg, split: str):
     if dataset is None:
         raise UserError(f"the {cfg.data.name} data of this checkpoint has no {split} split; use --split train")
     return dataset
-
-
-def _text_nelbo(args, loaded, space, schedule, device):
-    """Replicates of the text helper's ``text_nelbo`` (one draw of t each) -> estimate with stderr."""
-    from xdlm_vision.evaluation.nelbo import replicate_seed, summarize
-    from xdlm_vision.text.dataset import evaluation_set_from_spec
-    from xdlm_vision.text.perplexity import text_nelbo
-
-    dataset = evaluation_set_from_spec(loaded.tokenizer_spec, args.data_path, loaded.class_names)
-    reps, res = [], None
-    for r in range(args.num_t):
-        res = text_nelbo(loaded.model, dataset, space, schedule, batch_size=args.batch_size, num_time_samples=1,
-                         seed=replicate_seed(args.seed, r, 0), time_conditioning=loaded.config.model.time_conditioning,
-                         conditional=loaded.num_classes > 0, max_sequences=args.max_examples, device=device,
-                         progress=not args.no_progress)
-        reps.append(res.bits_per_token)
-    name = f"text:{args.data_path or 'val'}"
-    return summarize(reps, res.num_sequences, res.num_tokens), name
 
 
 # ---------------------------------------------------------------------------------------------
