@@ -35,7 +35,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # dataset registry key: digits | cifar10 | imagefolder | codes
+    name: str = "digits"  # dataset registry key: digits | cifar10 | imagefolder | codes | fashion
     path: str | None = None  # dataset root on disk (required to train cifar10/imagenet; digits is embedded)
     val_path: str | None = None  # optional separate validation root (codes/imagefolder); None = dataset default
     num_workers: int = 0  # DataLoader worker processes per training process
@@ -49,6 +49,7 @@ class TokenizerConfig:
     channels: int = 1  # pixel tokenizer: colour channels per pixel
     path: str | None = None  # VQ weights for sample grids (None: the path recorded by extract-codes, if any)
     codebook_size: int = 16384  # VQ tokenizer: number of codes N
+    train: dict = field(default_factory=dict)  # fashion: VQTrainSettings fields for stage 1 (vq_trainer.py)
 
 
 @dataclass

@@ -205,20 +205,26 @@ def sample_seeds(seed: int, num: int) -> list[int]:
 
 
 def parse_classes(spec: str | int | Sequence[int], num: int, num_classes: int, seed: int = 0,
-                  flag: str = "--class") -> list[int]:
+                  flag: str = "--class", class_names: Sequence[str] | None = None) -> list[int]:
     """Labels of ``num`` images from one id, a comma list (cycled) or ``random``.
 
     ``random`` draws image i's class from ``random.Random(seed + i)``, so — like the image — it
-    depends only on that image's seed. Ids are checked against ``num_classes``.
+    depends only on that image's seed. Ids are checked against ``num_classes``. With
+    ``class_names`` a list entry may also be a class name (``Sneaker``; see
+    xdlm_vision/data/class_names.py).
     """
     if isinstance(spec, str) and spec.strip().lower() == "random":
         return [random.Random(s).randrange(num_classes) for s in sample_seeds(seed, num)]
     if isinstance(spec, int):
         ids = [spec]
     elif isinstance(spec, str):
+        from xdlm_vision.data.class_names import resolve_class
+
         try:
-            ids = [int(p) for p in spec.split(",") if p.strip() != ""]
-        except ValueError:
+            ids = [resolve_class(p, class_names, flag) for p in spec.split(",") if p.strip() != ""]
+        except UserError:
+            if class_names:
+                raise
             raise UserError(f"{flag} must be a class id, a comma list of ids or 'random', got {spec!r}") from None
     else:
         ids = [int(v) for v in spec]

@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "extract-codes": "extract_codes",
     "sample-text": "sample_text",
     "train": "train",
+    "train-tokenizer": "train_tokenizer",
     "sample": "sample",
     "demo": "demo",
 }

@@ -6,6 +6,7 @@
 * ``eval nelbo``: bits per token (Monte-Carlo over t, fixed seeds, standard error), perplexity bound
   for text checkpoints.
 * ``eval digits``: accuracy of the digits classifier on class-conditional samples and digits-FID.
+* ``eval fashion``: the same for Fashion-MNIST checkpoints, with floors (xdlm_vision/commands/eval_fashion.py).
 
 The protocol is documented in docs/evaluation.md.
 """
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-HELP = "evaluate a checkpoint: FID/IS with a protocol card, NELBO (bits per token), digits metrics"
+HELP = "evaluate a checkpoint: FID/IS with a protocol card, NELBO (bits per token), digits / fashion metrics"
 
 
 def _common(p: argparse.ArgumentParser, sampling: bool) -> None:
@@ -41,7 +42,7 @@ def _common(p: argparse.ArgumentParser, sampling: bool) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="eval_what", metavar="fid|nelbo|digits", required=True)
+    sub = parser.add_subparsers(dest="eval_what", metavar="fid|nelbo|digits|fashion", required=True)
 
     fid = sub.add_parser("fid", help="sample N images and score FID/IS against a reference",
                          description="Sample N images (resumable shards) and score FID/IS against a reference.")
@@ -87,9 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dig.add_argument("--batch-size", type=int, default=250, help="sampling batch (default 250)")
     dig.add_argument("--out", default=None, help="write OUT/metrics.json")
 
+    from xdlm_vision.commands.eval_fashion import add_fashion_parser
+
+    add_fashion_parser(sub, _common)
+
 
 def run(args: argparse.Namespace) -> int:
-    return {"fid": run_fid, "nelbo": run_nelbo, "digits": run_digits}[args.eval_what](args)
+    from xdlm_vision.commands.eval_fashion import run_fashion
+
+    return {"fid": run_fid, "nelbo": run_nelbo, "digits": run_digits, "fashion": run_fashion}[args.eval_what](args)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ CFG_HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, metavar="DIR",
                         help="checkpoint step dir or run dir (default: the packaged digits checkpoint)")
-    parser.add_argument("--class", dest="classes", default="0", metavar="ID|ID,ID,..|random",
-                        help="class id, a comma list cycled over --num, or 'random' (from each image's seed) "
-                             "(default 0)")
+    parser.add_argument("--class", dest="classes", default="0", metavar="ID|NAME|ID,NAME,..|random",
+                        help="class id or name (e.g. Sneaker), a comma list cycled over --num, or 'random' "
+                             "(from each image's seed) (default 0)")
     parser.add_argument("--cfg", type=float, default=0.0, metavar="GAMMA", help=CFG_HELP)
     parser.add_argument("--cfg-schedule", choices=["constant", "linear"], default="constant",
                         help="constant gamma, or a linear ramp gamma*(step+1)/T (default constant)")
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     device = sampling.resolve_device(args.device)
     sm = sampling.load_for_sampling(args.checkpoint, ema=args.ema, device=device, k=args.k,
                                     tokenizer_checkpoint=args.tokenizer_checkpoint)
-    labels = sampling.parse_classes(args.classes, args.num, sm.num_classes, args.seed)
+    labels = sampling.parse_classes(args.classes, args.num, sm.num_classes, args.seed, class_names=sm.class_names)
     seeds = sampling.sample_seeds(args.seed, args.num)
     opts = sampling.SamplingOptions(steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
                                     sampler=args.sampler)

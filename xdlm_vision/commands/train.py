@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "train a class-conditional XDLM model from a preset (digits, cifar10, imagenet) or a YAML file"
+HELP = "train a class-conditional XDLM model from a preset (digits, fashion, cifar10, imagenet) or a YAML file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved config and the parameter count, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH",
+                        help="VQ weights to train over (same as tokenizer.path=PATH; fashion: skips stage 1)")
 
 
 def default_out(config: str) -> Path:
@@ -61,7 +63,10 @@ def _warn_single_process_cpu_launch() -> None:
 def run(args: argparse.Namespace) -> int:
     from xdlm_vision.config import config_to_yaml, load_config
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.tokenizer_checkpoint:
+        overrides.append(f"tokenizer.path={args.tokenizer_checkpoint}")
+    cfg = load_config(args.config, overrides)
     out = Path(args.out) if args.out else default_out(args.config)
     if args.dry_run:
         print(config_to_yaml(cfg), end="")
@@ -71,9 +76,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     _warn_single_process_cpu_launch()
-    from xdlm_vision.training.trainer import train
+    if cfg.data.name == "fashion":  # three stages: tokenizer, codes, DiT
+        from xdlm_vision.training.fashion_entry import train_fashion
 
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+        run_result = train_fashion(cfg, out, resume=args.resume, progress=not args.no_progress)
+        result = run_result.dit
+        print(f"stages: tokenizer {run_result.tokenizer_seconds:.0f} s, codes {run_result.codes_seconds:.0f} s, "
+              f"DiT {result.wall_seconds:.0f} s; total {run_result.wall_seconds:.0f} s; tokenizer {run_result.tokenizer}")
+    else:
+        from xdlm_vision.training.trainer import train
+
+        result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     import accelerate.state
 
     if accelerate.state.PartialState().is_main_process:

@@ -152,11 +152,27 @@ def _codes_build(cfg: Config) -> DataBundle:
     return DataBundle(train, val, meta)
 
 
+# --- Fashion-MNIST as VQ codes (xdlm_vision/training/fashion_entry.py; imported lazily: it imports this module)
+
+
+def _fashion_meta(cfg: Config) -> DataMeta:
+    from xdlm_vision.training.fashion_entry import fashion_meta
+
+    return fashion_meta(cfg)
+
+
+def _fashion_build(cfg: Config) -> DataBundle:
+    from xdlm_vision.training.fashion_entry import fashion_build
+
+    return fashion_build(cfg)
+
+
 DATASETS: dict[str, DatasetEntry] = {
     "digits": DatasetEntry(_digits_meta, _digits_build),
     "cifar10": DatasetEntry(_cifar10_meta, _cifar10_build),
     "codes": DatasetEntry(_codes_meta, _codes_build),
     "text": DatasetEntry(text_meta, text_build),
+    "fashion": DatasetEntry(_fashion_meta, _fashion_build),
 }
 
 
