@@ -1,11 +1,11 @@
 """Train the fashion judge (xdlm_vision/assets/fashion_classifier.safetensors + .json).
 
 Trains the small CNN of ``xdlm_vision.evaluation.fashion_classifier`` on the Fashion-MNIST *train*
-split only (random horizontal flips and 2-pixel shifts as augmentation), reports the accuracy on
+split only (random horizontal flips and 1-pixel shifts as augmentation), reports the accuracy on
 the 10,000-image test split and writes weights + JSON (config, seed, hyper-parameters, accuracy).
 Deterministic for a given seed on one machine (one CPU thread).
 
-    python scripts/train_fashion_classifier.py [--data-dir DIR] [--seed 0] [--epochs 3] [--out PATH]
+    python scripts/train_fashion_classifier.py [--data-dir DIR] [--seed 0] [--epochs 4] [--out PATH]
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from xdlm_vision.evaluation.fashion_classifier import (
 @dataclass
 class TrainSettings:
     seed: int = 0  # torch seed for init, shuffling and augmentation
-    epochs: int = 3  # passes over the 60,000 training images
+    epochs: int = 4  # passes over the 60,000 training images
     batch_size: int = 128
     lr: float = 3e-3  # AdamW peak learning rate, cosine-decayed to 0
     weight_decay: float = 1e-4
-    max_shift: int = 2  # random translation in pixels (background padding)
+    max_shift: int = 1  # random translation in pixels (background padding)
     label_smoothing: float = 0.05
 
 
@@ -62,7 +62,7 @@ def accuracy(model: FashionCNN, images: torch.Tensor, labels: torch.Tensor) -> f
 
 
 def train(settings: TrainSettings, data_dir: str | None) -> tuple[FashionCNN, float, float]:
-    """Returns (model, train accuracy, test accuracy)."""
+    """Returns (model, accuracy on the first 10,000 training images, test accuracy)."""
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     train_set = load_fashion_split("train", data_dir, flag="--data-dir")
@@ -85,7 +85,7 @@ def train(settings: TrainSettings, data_dir: str | None) -> tuple[FashionCNN, fl
             sched.step()
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
-    return (model, accuracy(model, train_set.images, train_set.labels),
+    return (model, accuracy(model, train_set.images[:10000], train_set.labels[:10000]),
             accuracy(model, test_set.images, test_set.labels))
 
 
@@ -107,7 +107,7 @@ def main() -> int:
         "train_settings": asdict(settings),
         "train_split": "Fashion-MNIST train (60,000 images)",
         "test_accuracy": round(test_acc, 6),
-        "train_accuracy": round(train_acc, 6),
+        "train_accuracy_first_10000": round(train_acc, 6),
         "train_seconds": round(seconds, 1),
         "torch_version": torch.__version__,
     })

@@ -17,7 +17,7 @@ from xdlm_vision.config import (
 )
 from xdlm_vision.errors import UserError
 
-PRESETS = ["cifar10", "digits", "imagenet", "text"]
+PRESETS = ["cifar10", "digits", "fashion", "imagenet", "text"]
 
 
 def test_presets_are_shipped_and_load():
@@ -101,7 +101,7 @@ def test_unknown_key_in_yaml_file(tmp_path):
 
 
 def test_missing_preset_names_the_choices():
-    with pytest.raises(UserError, match="cifar10, digits, imagenet"):
+    with pytest.raises(UserError, match="cifar10, digits, fashion, imagenet"):
         load_config("mnist")
 
 

@@ -137,7 +137,7 @@ def assert_clean_error(capsys, args, needle, tmp_path):
     [
         (["--class", "10"], "--class 10 is out of range: this checkpoint has 10 classes"),
         (["--class", "1,-1"], "--class -1 is out of range"),
-        (["--class", "cat"], "--class must be a class id"),
+        (["--class", "cat"], "--class 'cat' names no class of this model"),
         (["--steps", "0"], "--steps must be >= 1"),
         (["--cfg", "-0.5"], "--cfg must be a finite number >= 0"),
         (["--cfg", "nan"], "--cfg must be a finite number >= 0"),

@@ -29,7 +29,7 @@ ASSET_NAME = "fashion_classifier.safetensors"
 class FashionClassifierConfig:
     """Architecture of the fashion CNN."""
 
-    channels: tuple[int, int, int] = (16, 32, 64)  # conv widths at 28x28, 14x14, 7x7 (pool after each of the first two)
+    channels: tuple[int, int, int] = (16, 32, 64)  # conv widths at 28x28, 14x14, 7x7 (max-pool after the first two)
     feature_dim: int = 64  # penultimate feature size (used for the Fashion-FID)
     dropout: float = 0.3  # dropout before the classifier layer (training only)
     num_classes: int = 10
@@ -48,15 +48,14 @@ class FashionCNN(nn.Module):
             nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),
             nn.MaxPool2d(2),  # 14 -> 7
             nn.Conv2d(c2, c3, 3, padding=1), nn.BatchNorm2d(c3), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2),  # 7 -> 2
         )
-        self.fc = nn.Linear(c3 * 4, self.config.feature_dim)
+        self.fc = nn.Linear(c3 * 49, self.config.feature_dim)  # every 7x7 position keeps its own weights
         self.dropout = nn.Dropout(self.config.dropout)
         self.head = nn.Linear(self.config.feature_dim, self.config.num_classes)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 1, 28, 28) in [-1, 1] -> penultimate features (B, F)."""
-        h = self.conv(images.float()).flatten(1)  # (B, c3*4)
+        h = self.conv(images.float()).flatten(1)  # (B, c3*49)
         return F.relu(self.fc(h))  # (B, F)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

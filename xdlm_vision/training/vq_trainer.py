@@ -58,7 +58,7 @@ class VQTrainSettings:
     norm_groups: int = 8  # GroupNorm groups (every width must be divisible by it)
     codebook_size: int = 512  # N codes
     codebook_dim: int = 8  # code dimension (L2-normalised)
-    steps: int = 1000  # optimizer steps (32,000 images, about half an epoch)
+    steps: int = 600  # optimizer steps (19,200 images, a third of an epoch)
     batch_size: int = 32  # images per step
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 50  # linear warm-up
@@ -218,6 +218,7 @@ def save_tokenizer(model: VQModel, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{TOKENIZER_WEIGHTS}.tmp"
     save_model(model, str(tmp))
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; the weights are meant to be shared/packaged
     os.replace(tmp, out / TOKENIZER_WEIGHTS)
     (out / TOKENIZER_CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     return out / TOKENIZER_WEIGHTS

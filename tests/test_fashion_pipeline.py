@@ -1,0 +1,179 @@
+"""`train fashion` (tokenizer -> codes -> DiT), then sample / trajectory / eval on the result, at tiny size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from fashion_fixture import write_tiny_fashion
+from PIL import Image
+
+from xdlm_vision.cli import main
+from xdlm_vision.config import load_config
+from xdlm_vision.data.fashion import DEFAULT_DIR
+from xdlm_vision.errors import UserError
+from xdlm_vision.training.build import data_meta
+
+VQ = {"base_channels": 8, "ch_mult": "[1,1,2]", "norm_groups": 4, "z_channels": 8, "codebook_dim": 4,
+      "encoder_res_blocks": 1, "decoder_res_blocks": 1, "batch_size": 8, "steps": 4, "warmup_steps": 1,
+      "restart_every": 2, "ckpt_every": 2}
+
+
+def tiny_overrides(data_dir: Path, steps: int = 2) -> list[str]:
+    return [f"data.path={data_dir}", "tokenizer.codebook_size=16", "model.size=DiT-tiny", "model.overrides.depth=1",
+            f"training.steps={steps}", "training.batch_size=8", "training.val_batch_size=10", "training.log_every=1",
+            "training.val_every=0", "training.sample_every=0", "training.ckpt_every=1", "sampling.per_class=1",
+            "training.tensorboard=false", "data.max_val_samples=10", "optim.warmup_steps=1"] + [
+        f"tokenizer.train.{k}={v}" for k, v in VQ.items()]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    data_dir = write_tiny_fashion(tmp_path_factory.mktemp("data"))
+    out = tmp_path_factory.mktemp("runs") / "fashion"
+    assert main(["train", "fashion", *tiny_overrides(data_dir), "--out", str(out), "--no-progress"]) == 0
+    return out, data_dir
+
+
+def test_three_stages_leave_tokenizer_codes_and_checkpoint(run_dir):
+    out, _ = run_dir
+    vq = out / "tokenizer"
+    assert (vq / "tokenizer.safetensors").is_file() and (vq / "tokenizer.json").is_file()
+    assert json.loads((vq / "tokenizer.json").read_text())["in_channels"] == 1
+    codes = list(vq.glob("codes-*/train/manifest.json"))
+    assert len(codes) == 1 and (codes[0].parent.parent / "test" / "manifest.json").is_file()
+    cfg = json.loads((out / "checkpoints" / "step_0000002" / "config.json").read_text())
+    assert cfg["class_names"][7] == "Sneaker" and cfg["num_tokens"] == 16 and cfg["grid_shape"] == [8, 8]
+    assert cfg["tokenizer"]["kind"] == "llamagen" and cfg["tokenizer"]["checkpoint"] == str(
+        (vq / "tokenizer.safetensors").resolve())
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_bits_per_token" in m for m in metrics)  # validation NELBO on the test split
+    assert list((out / "samples").glob("*.png"))  # sample grid decoded through the VQ
+
+
+def test_resume_reuses_tokenizer_and_codes(run_dir, capsys):
+    out, data_dir = run_dir
+    weights = out / "tokenizer" / "tokenizer.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert main(["train", "fashion", *tiny_overrides(data_dir, steps=3), "--out", str(out), "--no-progress",
+                 "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "stage 1/3" not in text and "tokenizer 0 s" in text
+    assert weights.stat().st_mtime_ns == stamp
+    assert (out / "checkpoints" / "step_0000003").is_dir()
+
+
+def test_given_tokenizer_checkpoint_skips_stage_one(run_dir, tmp_path, capsys):
+    out, data_dir = run_dir
+    weights = out / "tokenizer" / "tokenizer.safetensors"
+    assert main(["train", "fashion", *tiny_overrides(data_dir, steps=1), "--out", str(tmp_path / "b"),
+                 "--no-progress", "--tokenizer-checkpoint", str(weights)]) == 0
+    assert not (tmp_path / "b" / "tokenizer").exists()
+    assert "stage 1/3" not in capsys.readouterr().out
+
+
+def test_sample_by_class_name_with_trajectory(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    gif = tmp_path / "traj.gif"
+    assert main(["sample", "--checkpoint", str(out), "--class", "Sneaker,Ankle boot", "--num", "2", "--steps", "3",
+                 "--cfg", "1", "--out", str(tmp_path / "grid.png"), "--save-dir", str(tmp_path / "each"),
+                 "--trajectory", str(gif), "--trajectory-samples", "2", "--device", "cpu"]) == 0
+    names = sorted(p.name for p in (tmp_path / "each").iterdir())
+    assert names == ["0000_class7_Sneaker_seed0.png", "0001_class9_Ankle_boot_seed1.png"]
+    with Image.open(gif) as im:
+        assert im.n_frames >= 3
+    assert main(["sample", "--checkpoint", str(out), "--class", "Hat", "--num", "1", "--out",
+                 str(tmp_path / "x.png")]) == 2
+    assert "names no class" in capsys.readouterr().err
+
+
+def test_trajectory_frames_paint_masked_cells_grey(run_dir):
+    from xdlm_vision import sampling
+    from xdlm_vision.viz.render import decode_state
+
+    out, _ = run_dir
+    sm = sampling.load_for_sampling(out, device="cpu")
+    tokens = torch.zeros(1, 8, 8, dtype=torch.long)
+    tokens[0, :4] = sm.mask_id  # top half masked
+    img = decode_state(tokens, sampling.decoder(sm.tokenizer), sm.mask_id)
+    assert img.shape == (1, 1, 32, 32)
+    assert torch.all(img[0, 0, :16] == 0.0)  # grey = 0 in [-1, 1]
+
+
+def test_eval_fashion_reports_agreement_fid_and_floors(run_dir, tmp_path, capsys):
+    from xdlm_vision.evaluation.fashion_classifier import default_asset_path
+
+    if not default_asset_path().is_file():
+        pytest.fail("the packaged fashion classifier is missing; run scripts/train_fashion_classifier.py")
+    out, data_dir = run_dir
+    assert main(["eval", "fashion", "--checkpoint", str(out), "--num", "20", "--steps", "2", "--data-dir",
+                 str(data_dir), "--floors", "--no-progress", "--device", "cpu", "--grid", str(tmp_path / "g.png"),
+                 "--out", str(tmp_path / "ev")]) == 0
+    payload = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    m = payload["metrics"]
+    assert 0 <= m["agreement"] <= 1 and m["fashion_fid"] >= 0
+    assert set(m["per_class_agreement"]) >= {"Sneaker", "Bag"}
+    assert {"real_train_agreement", "recon_fashion_fid"} <= set(m["floors"])
+    assert (tmp_path / "g.png").is_file()
+    assert "Fashion-FID" in capsys.readouterr().out
+
+
+def test_eval_fashion_refuses_a_digits_checkpoint(capsys):
+    from xdlm_vision.sampling import packaged_checkpoint
+
+    assert main(["eval", "fashion", "--checkpoint", str(packaged_checkpoint()), "--num", "4"]) == 2
+    assert "not a fashion checkpoint" in capsys.readouterr().err
+
+
+def test_preset_meta_without_data_and_clear_errors(tmp_path):
+    cfg = load_config("fashion")
+    meta = data_meta(cfg)
+    assert meta.num_tokens == 512 and meta.grid_shape == (8, 8) and meta.class_names[9] == "Ankle boot"
+    from xdlm_vision.training.build import build_data
+
+    with pytest.raises(UserError, match="tokenizer.path"):
+        build_data(cfg)
+    with pytest.raises(UserError, match="no VQ weights"):
+        data_meta(load_config("fashion", [f"tokenizer.path={tmp_path}"]))
+
+
+def test_missing_data_is_one_line(tmp_path, capsys):
+    assert main(["train", "fashion", f"data.path={tmp_path / 'nothing'}", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "apt-get install dataset-fashion-mnist" in err
+    assert not (tmp_path / "r" / "tokenizer" / "tokenizer.safetensors").exists()
+
+
+def test_train_tokenizer_command_and_report_only(tmp_path, capsys):
+    data_dir = write_tiny_fashion(tmp_path / "d")
+    args = ["train-tokenizer", "fashion", "codebook_size=16", *[f"{k}={v}" for k, v in VQ.items()],
+            "--out", str(tmp_path / "vq"), "--data-dir", str(data_dir), "--no-progress"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "vq" / "report.json").read_text())
+    assert report["num_images"] == 20 and 0 < report["codes_used"] <= 16 and "psnr_db" in report
+    assert report["train"]["steps"] == 4
+    assert main(["train-tokenizer", "fashion", "--out", str(tmp_path / "vq"), "--data-dir", str(data_dir),
+                 "--report-only", "--max-eval-images", "10"]) == 0
+    assert json.loads((tmp_path / "vq" / "report.json").read_text())["num_images"] == 10
+    capsys.readouterr()
+    assert main(["train-tokenizer", "fashion", "stepz=3", "--out", str(tmp_path / "x")]) == 2
+    assert "stepz" in capsys.readouterr().err
+    assert main(["train-tokenizer", "fashion", "steps=abc", "--out", str(tmp_path / "x")]) == 2
+    assert "expects int" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason=f"Fashion-MNIST not installed at {DEFAULT_DIR} "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_packaged_fashion_classifier_accuracy_on_the_real_test_split():
+    from xdlm_vision.data.fashion import load_fashion_split, to_signed_padded
+    from xdlm_vision.evaluation.fashion_classifier import classify_fashion, default_asset_path
+
+    test = load_fashion_split("test")
+    acc = float((classify_fashion(to_signed_padded(test.images)).labels == test.labels).double().mean())
+    recorded = json.loads(default_asset_path().with_suffix(".json").read_text())
+    assert acc >= 0.89
+    assert recorded["test_accuracy"] == pytest.approx(acc, abs=1e-4)  # the JSON tells the truth
