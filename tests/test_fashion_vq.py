@@ -140,7 +140,8 @@ def test_usage_and_report_numbers(tmp_path, data_dir):
     report = evaluate_tokenizer(model, tmp_path, data_dir=data_dir, classifier=clf)
     split = load_fashion_split("test", data_dir)
     assert report["num_images"] == 20
-    recon = model.decode_code(model.encode(to_signed_padded(split.images)).indices).clamp(-1, 1)
+    with torch.no_grad():
+        recon = model.decode_code(model.encode(to_signed_padded(split.images)).indices).clamp(-1, 1)
     real = to_signed_padded(split.images)
     mse = float(((recon - real)[..., 2:30, 2:30] / 2).pow(2).mean())
     assert report["mse"] == pytest.approx(mse, rel=1e-4)

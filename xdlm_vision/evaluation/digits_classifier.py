@@ -97,21 +97,29 @@ def save_digits_classifier(model: DigitsCNN, path: str | Path, extra: dict) -> N
     os.replace(meta_tmp, metadata_path(path))
 
 
-def load_digits_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> DigitsCNN:
-    """Load the classifier (eval mode) from ``path`` (default: the packaged asset) and its JSON."""
+def load_classifier_weights(weights: Path, model_cls, config_cls, what: str, device: str | torch.device = "cpu"):
+    """A judge CNN (eval mode) from its safetensors and the JSON beside them (``{"config": ...}``).
+
+    ``model_cls(config_cls(**config))`` is built; ``what`` names it in errors ("digits classifier").
+    """
     from safetensors.torch import load_file
 
-    weights = default_asset_path() if path is None else Path(path)
     meta = metadata_path(weights)
     if not weights.is_file():
-        raise UserError(f"digits classifier weights not found at {weights}; pass an existing .safetensors path")
+        raise UserError(f"{what} weights not found at {weights}; pass an existing .safetensors path")
     if not meta.is_file():
-        raise UserError(f"digits classifier config {meta} is missing (it must sit beside the weights)")
+        raise UserError(f"{what} config {meta} is missing (it must sit beside the weights)")
     config_dict = json.loads(meta.read_text())["config"]
     config_dict["channels"] = tuple(config_dict["channels"])
-    model = DigitsCNN(DigitsClassifierConfig(**config_dict))
+    model = model_cls(config_cls(**config_dict))
     model.load_state_dict(load_file(str(weights)), strict=True)
     return model.to(device).eval()
+
+
+def load_digits_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> DigitsCNN:
+    """Load the classifier (eval mode) from ``path`` (default: the packaged asset) and its JSON."""
+    weights = default_asset_path() if path is None else Path(path)
+    return load_classifier_weights(weights, DigitsCNN, DigitsClassifierConfig, "digits classifier", device)
 
 
 @lru_cache(maxsize=1)

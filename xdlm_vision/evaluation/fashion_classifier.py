@@ -9,7 +9,6 @@ predicted labels, class probabilities and penultimate features (for the "Fashion
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xdlm_vision.errors import UserError
-from xdlm_vision.evaluation.digits_classifier import ClassifierOutput, metadata_path
+from xdlm_vision.evaluation.digits_classifier import ClassifierOutput, load_classifier_weights
 
 ASSET_NAME = "fashion_classifier.safetensors"
 
@@ -69,20 +68,8 @@ def default_asset_path() -> Path:
 
 def load_fashion_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> FashionCNN:
     """Load the classifier (eval mode) from ``path`` (default: the packaged asset) and its JSON."""
-    from safetensors.torch import load_file
-
     weights = default_asset_path() if path is None else Path(path)
-    meta = metadata_path(weights)
-    if not weights.is_file():
-        raise UserError(f"fashion classifier weights not found at {weights}; pass an existing .safetensors path "
-                        "or train one with scripts/train_fashion_classifier.py")
-    if not meta.is_file():
-        raise UserError(f"fashion classifier config {meta} is missing (it must sit beside the weights)")
-    config_dict = json.loads(meta.read_text())["config"]
-    config_dict["channels"] = tuple(config_dict["channels"])
-    model = FashionCNN(FashionClassifierConfig(**config_dict))
-    model.load_state_dict(load_file(str(weights)), strict=True)
-    return model.to(device).eval()
+    return load_classifier_weights(weights, FashionCNN, FashionClassifierConfig, "fashion classifier", device)
 
 
 @lru_cache(maxsize=1)
