@@ -177,3 +177,14 @@ def test_packaged_fashion_classifier_accuracy_on_the_real_test_split():
     recorded = json.loads(default_asset_path().with_suffix(".json").read_text())
     assert acc >= 0.89
     assert recorded["test_accuracy"] == pytest.approx(acc, abs=1e-4)  # the JSON tells the truth
+
+
+def test_demo_sampler_streams_a_fashion_checkpoint(run_dir):
+    from xdlm_vision.viz.gradio_app import DemoSampler
+
+    out, _ = run_dir
+    demo = DemoSampler.from_checkpoint(out, device="cpu")
+    assert demo.class_choices[7] == ("7: Sneaker", 7)
+    frames = list(demo.stream(label=7, cfg=1.0, steps=3, sampler="ancestral", seed=0, num_images=2))
+    assert len(frames) == 3 and frames[-1].final is not None and frames[0].final is None
+    assert frames[-1].final.size[0] >= 64  # 32x32 images, upscaled and tiled
