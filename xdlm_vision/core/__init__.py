@@ -7,9 +7,11 @@
 - :mod:`posterior`  p(z_s | z_t): dense form for analysis and the O(B L) mixture sampler step
 - :mod:`guidance`   classifier-free guidance (XDLM convention) and its schedules
 - :mod:`samplers`   ancestral and confidence-based samplers as generators of per-step states
+- :mod:`conditioning` known tokens for editing (inpaint/outpaint/variations) and partial re-noising
 - :mod:`rng`        per-sample random streams (results independent of batch size)
 """
 
+from xdlm_vision.core.conditioning import KnownTokens, border, renoise
 from xdlm_vision.core.guidance import GuidanceSchedule, guided_logits
 from xdlm_vision.core.loss import finite_step_kl, masked_cross_entropy, nelbo
 from xdlm_vision.core.posterior import PosteriorDraw, posterior_probs, posterior_step
@@ -22,10 +24,12 @@ from xdlm_vision.core.timesteps import sample_times
 __all__ = [
     "SAMPLERS",
     "GuidanceSchedule",
+    "KnownTokens",
     "PosteriorDraw",
     "SamplerStep",
     "TokenSpace",
     "ancestral_sampler",
+    "border",
     "confidence_sampler",
     "corrupt",
     "finite_step_kl",
@@ -36,6 +40,7 @@ __all__ = [
     "nelbo",
     "posterior_probs",
     "posterior_step",
+    "renoise",
     "sample",
     "sample_prior",
     "sample_times",
