@@ -33,7 +33,6 @@ import torch
 
 from xdlm_vision.core.process import TokenSpace
 from xdlm_vision.core.row_stats import row_stats
-from xdlm_vision.errors import UserError
 
 # c above this is treated as infinite: T4 = S / c < N log(C_MAX) / C_MAX ~ 1e-24 is dropped, and
 # the float32 row statistics never see a larger c (no overflow of c * p).
@@ -42,11 +41,11 @@ C_MAX = 1e30
 
 def _check(logits: torch.Tensor, x0: torch.Tensor, z_t: torch.Tensor, space: TokenSpace) -> None:
     if logits.ndim < 2 or logits.shape[-1] != space.num_tokens:
-        raise UserError(
+        raise ValueError(
             f"logits must have shape (..., N={space.num_tokens}) (no mask column), got {tuple(logits.shape)}"
         )
     if x0.shape != logits.shape[:-1] or z_t.shape != x0.shape:
-        raise UserError(
+        raise ValueError(
             f"x0 {tuple(x0.shape)} and z_t {tuple(z_t.shape)} must match logits {tuple(logits.shape)} without N"
         )
 
@@ -171,7 +170,7 @@ def finite_step_kl(
     a_t = _per_position(alpha_t, shape, dev)  # (R,)
     a_s = _per_position(alpha_s, shape, dev)  # (R,)
     if bool((a_s < a_t).any()):
-        raise UserError("finite_step_kl needs alpha_s >= alpha_t (s earlier than t)")
+        raise ValueError("finite_step_kl needs alpha_s >= alpha_t (s earlier than t)")
     b_t, b_s = 1.0 - a_t, 1.0 - a_s
     a_ts = torch.where(a_s > 0, a_t / a_s.clamp_min(1e-300), torch.zeros_like(a_s))  # alpha_{t|s}
     b_ts = 1.0 - a_ts
