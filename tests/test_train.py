@@ -116,16 +116,21 @@ def test_refuses_existing_run_without_resume_and_resume_without_run(tmp_path):
         trainer.train(tiny_config("training.steps=2", "diffusion.k=0.5"), tmp_path, resume=True, progress=False)
 
 
-def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
+def poison_loss_after(monkeypatch, good_calls: int, value: float) -> None:
+    """The trainer's per-batch loss turns into ``value`` after ``good_calls`` calls (one per step here)."""
     real = trainer.batch_nelbo
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
-        return loss * float("nan") if calls["n"] > 4 else loss  # step 4 (0-based) goes bad
+        return loss * value if calls["n"] > good_calls else loss
 
     monkeypatch.setattr(trainer, "batch_nelbo", poisoned)
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
+    poison_loss_after(monkeypatch, 4, float("nan"))  # step 4 (0-based) goes bad
     cfg = tiny_config("training.ckpt_every=2")
     with pytest.raises(trainer.TrainingDiverged) as info:
         trainer.train(cfg, tmp_path, progress=False)
@@ -140,15 +145,7 @@ def test_divergence_has_its_own_exit_code_and_names_the_checkpoint(tmp_path, mon
     from xdlm_vision.errors import EXIT_DIVERGED, TrainingDiverged
 
     assert EXIT_DIVERGED == 3 and not issubclass(TrainingDiverged, UserError)
-    real = trainer.batch_nelbo
-    calls = {"n": 0}
-
-    def poisoned(*args, **kwargs):
-        calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return loss * float("inf") if calls["n"] > 2 else loss  # step 2 (0-based) goes bad
-
-    monkeypatch.setattr(trainer, "batch_nelbo", poisoned)
+    poison_loss_after(monkeypatch, 2, float("inf"))  # step 2 (0-based) goes bad
     rc = main(["train", "digits", *TINY, "training.ckpt_every=2", "--out", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 3

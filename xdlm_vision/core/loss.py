@@ -1,6 +1,6 @@
 """XDLM training objectives: the continuous-time NELBO and the finite-step KL.
 
-Notation (DESIGN.md §2): N data tokens, mask m = N, rho = k / N = pi_e for data tokens,
+Notation (docs/math.md): N data tokens, mask m = N, rho = k / N = pi_e for data tokens,
 f_t(x, e) = alpha_t x_e + beta_t pi_e, p = x_hat = softmax(logits) over the data tokens.
 Everything that touches the N axis goes through :func:`row_stats` (three scalars per position,
 chunked, one extra pass over the logits); the rest is per-position float64 arithmetic.
@@ -15,7 +15,7 @@ for data e), every log-ratio of marginals becomes a log1p of c times a probabili
 which is stable for k -> 0 (c -> inf), for t -> 1 (c -> 0) and never forms an (N, N) matrix or a
 one-hot tensor. The continuous-time loss per position (t ~ U(0, 1)) is
 
-    L = -alpha'_t r(z_t) / f_t(x, z_t) * h_t,   h_t as in DESIGN.md §2,
+    L = -alpha'_t r(z_t) / f_t(x, z_t) * h_t,   h_t as in docs/math.md,
 
 and its three cases simplify to (u = c p_z, v = c p_x, w = (c - v) / (1 + v)):
     z_t = m       : L = -alpha'/beta              * (D_x + T4)

@@ -10,7 +10,7 @@ Layout of an output folder::
     class_map.json           {"folder_name": class_id}
     manifest.json            written last of all by process 0: the extraction is complete
 
-Every file is written to a temp name and moved into place with ``os.replace``; a shard without its
+Every file is written to a temp name and moved into place (:mod:`xdlm_vision.io`); a shard without its
 ``done`` marker is redone on the next run, and a folder without ``manifest.json`` is never read.
 """
 
@@ -54,7 +54,7 @@ def token_dtype(codebook_size: int) -> np.dtype:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temp file beside ``path``, fsync, then ``os.replace``."""
+    """``np.save`` to ``path`` atomically (fsynced, xdlm_vision.io)."""
     buffer = io.BytesIO()
     np.save(buffer, array)
     write_bytes_atomic(path, buffer.getvalue())

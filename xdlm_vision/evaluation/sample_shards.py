@@ -65,7 +65,7 @@ def png_name(index: int, label: int, seed: int) -> str:
 
 
 def write_shard(path: Path, shard: Shard, seeds: Sequence[int], fmt: str) -> Path:
-    """Write one shard atomically (temporary name, then os.replace)."""
+    """Write one shard atomically (xdlm_vision.io.atomic_path)."""
     with atomic_path(path) as tmp:
         if fmt == "npz":
             with open(tmp, "wb") as f:

@@ -7,7 +7,7 @@
 - :func:`trajectory_strip` / :func:`save_strip`: steps left to right, samples top to bottom; with
   ``overlay=True`` every sample takes two rows (state, then its overlay).
 
-All writes are atomic (temporary file + ``os.replace``).
+All writes are atomic (:mod:`xdlm_vision.io`).
 """
 
 from __future__ import annotations
