@@ -217,3 +217,19 @@ def test_vq_model_edit_holds_vq_tokens(tmp_path):
     small = np.zeros((30, 30), np.uint8)
     small[0, 0] = 255
     assert int((~prepare_edit(vq, Image.fromarray(rgb[:30, :30]), Image.fromarray(small)).keep).sum()) == 1
+
+
+def test_fit_and_mask_keep_thin_strokes_and_integer_upscales():
+    from xdlm_vision.sampling.edit_inputs import image_tensor, mask_tensor
+
+    small = (np.arange(64).reshape(8, 8) * 4).astype(np.uint8)
+    big = Image.fromarray(small).resize((256, 256), Image.NEAREST)  # what the demo's editor shows
+    back = image_tensor(big, 8, 8, 1)[0, 0]
+    assert torch.equal(((back + 1) * 127.5).round().to(torch.uint8), torch.from_numpy(small))
+    stroke = np.zeros((256, 256), np.uint8)
+    stroke[100, 40:200] = 255  # a one-pixel brush line
+    cells = mask_tensor(Image.fromarray(stroke), (256, 256), 8, 8)
+    assert cells[3, 1:7].all() and cells.sum() == 6
+    wide = np.zeros((100, 200), np.uint8)
+    wide[:, :50] = 255  # outside the centre crop of a 2:1 image
+    assert not mask_tensor(Image.fromarray(wide), (200, 100), 8, 8).any()

@@ -40,11 +40,15 @@ def read_image(path: str | Path, flag: str) -> Image.Image:
         raise UserError(f"{flag} {path}: not a readable image ({type(exc).__name__})") from None
 
 
-def fit(image: Image.Image, height: int, width: int, resample=Image.BICUBIC) -> Image.Image:
-    """Resize so the image covers (height, width) with its aspect kept, then centre-crop to it."""
+def fit(image: Image.Image, height: int, width: int) -> Image.Image:
+    """Resize so the image covers (height, width) with its aspect kept, then centre-crop to it.
+
+    Shrinking uses an area average (BOX: an image upscaled by an integer factor comes back exactly),
+    enlarging uses BICUBIC.
+    """
     scale = max(height / image.height, width / image.width)
     size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-    image = image.resize(size, resample=resample)
+    image = image.resize(size, resample=Image.BOX if scale < 1 else Image.BICUBIC)
     left, top = (image.width - width) // 2, (image.height - height) // 2
     return image.crop((left, top, left + width, top + height))
 
@@ -59,16 +63,26 @@ def image_tensor(image: Image.Image, height: int, width: int, channels: int) -> 
 
 
 def mask_tensor(mask: Image.Image, image_size: tuple[int, int], height: int, width: int) -> torch.Tensor:
-    """Mask image -> (height, width) bool (True = regenerate), fitted like the image.
+    """Mask image -> (height, width) bool (True = regenerate), cropped like the image by :func:`fit`.
 
     ``image_size``: (width, height) of the input image as read; the mask must have the same size.
+    When shrinking, a model pixel is in the region if any mask pixel it covers is white (a thin
+    brush stroke is never lost); when enlarging, nearest neighbour.
     """
     if mask.size != image_size:
         raise UserError(f"--mask is {mask.size[0]}x{mask.size[1]} pixels but --image is "
                         f"{image_size[0]}x{image_size[1]}; give a mask of the image's size (white = regenerate)")
-    fitted = fit(mask.convert("L"), height, width, resample=Image.NEAREST)
-    data = torch.frombuffer(bytearray(fitted.tobytes()), dtype=torch.uint8).reshape(height, width)
-    return data > 127  # (H, W)
+    w_in, h_in = mask.size
+    data = torch.frombuffer(bytearray(mask.convert("L").tobytes()), dtype=torch.uint8).reshape(h_in, w_in)
+    scale = max(height / h_in, width / w_in)
+    crop_h, crop_w = min(h_in, round(height / scale)), min(w_in, round(width / scale))
+    top, left = (h_in - crop_h) // 2, (w_in - crop_w) // 2
+    white = (data[top:top + crop_h, left:left + crop_w] > 127).float()[None, None]  # (1, 1, h', w')
+    if scale < 1:
+        out = F.adaptive_max_pool2d(white, (height, width))  # (1, 1, H, W)
+    else:
+        out = F.interpolate(white, size=(height, width), mode="nearest")
+    return out[0, 0] > 0.5  # (H, W)
 
 
 def cells_from_pixels(region: torch.Tensor, grid_shape: tuple[int, int]) -> torch.Tensor:
