@@ -165,8 +165,8 @@ tokens changed: <span style="color:#00c800">green</span> mask → token,
 CFG is γ in the XDLM convention (γ = 0: plain conditional; LlamaGen/DiT scale = 1 + γ)."""
 
 
-def build_demo(sampler: DemoSampler):
-    """The gr.Blocks app (queue: one sampling job at a time)."""
+def build_sample_tab(sampler: DemoSampler) -> None:
+    """Add the sampling tab's components and events to the enclosing gr.Blocks."""
     import gradio as gr
 
     lim = sampler.limits
@@ -179,51 +179,31 @@ def build_demo(sampler: DemoSampler):
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
-    with gr.Blocks(title="xdlm-vision demo") as demo:
-        gr.Markdown(INTRO)
-        with gr.Row():
-            with gr.Column(scale=1, min_width=260):
-                label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="class")
-                cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="cfg")
-                steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="steps")
-                sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
-                                        elem_id="sampler")
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
-                                 elem_id="seed")
-                num = gr.Slider(1, lim.max_images, value=16, step=1, label="number of images", elem_id="num")
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column(scale=3):
-                caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")
-                with gr.Row():
-                    state = gr.Image(label="current state (grey = masked)", type="pil", format="png",
-                                     interactive=False, elem_id="state")
-                    overlay = gr.Image(label="transitions of this step", type="pil", format="png",
-                                       interactive=False, elem_id="overlay")
-                with gr.Row():
-                    plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
-                                    elem_id="plot")
-                    final = gr.Image(label="final grid", type="pil", format="png", interactive=False,
-                                     elem_id="final")
-        button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num],
-                     outputs=[state, overlay, plot, caption, final], api_name="generate")
-    demo.queue(default_concurrency_limit=1, max_size=16)
-    return demo
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="class")
+            cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="cfg")
+            steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="steps")
+            sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
+                                    elem_id="sampler")
+            seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
+                             elem_id="seed")
+            num = gr.Slider(1, lim.max_images, value=16, step=1, label="number of images", elem_id="num")
+            button = gr.Button("Generate", variant="primary", elem_id="generate")
+        with gr.Column(scale=3):
+            caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")
+            with gr.Row():
+                state = gr.Image(label="current state (grey = masked)", type="pil", format="png",
+                                 interactive=False, elem_id="state")
+                overlay = gr.Image(label="transitions of this step", type="pil", format="png",
+                                   interactive=False, elem_id="overlay")
+            with gr.Row():
+                plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
+                                elem_id="plot")
+                final = gr.Image(label="final grid", type="pil", format="png", interactive=False,
+                                 elem_id="final")
+    button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num],
+                 outputs=[state, overlay, plot, caption, final], api_name="generate")
 
 
-def launch(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860,
-           block: bool = True, **load_kwargs):
-    """Load the checkpoint, build the app and serve it; returns the Blocks when ``block=False``."""
-    import os
-
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls from the server
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise UserError("the demo needs gradio: pip install 'xdlm-vision[demo]'") from None
-    from xdlm_vision.sampling import resolve_device
-
-    device = resolve_device(load_kwargs.pop("device", "auto"))
-    demo = build_demo(DemoSampler.from_checkpoint(checkpoint, device=device, **load_kwargs))
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,
-                show_error=True, quiet=not block)
-    return demo
