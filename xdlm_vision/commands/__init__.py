@@ -14,4 +14,5 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "sample": "sample",
     "demo": "demo",
+    "import-official": "import_official",
 }

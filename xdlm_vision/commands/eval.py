@@ -119,6 +119,9 @@ def _sampling_card(args, sm) -> dict:
                       else "float32 forward, float64 sampler draws"),
         "seeds": {"base": args.seed, "rule": "image i uses its own torch.Generator seeded with seed + i"},
         "checkpoint": {"path": str(sm.path), "step": sm.step},
+        # the XDLM authors' models: the official process and how many sampled special ids were clamped
+        **({"official": {**sm.meta["official"], "clamped_ids_this_run": getattr(sm.tokenizer, "clamped", None)}}
+           if "official" in sm.meta else {}),
     }
 
 

@@ -280,8 +280,11 @@ def load_checkpoint(
     checkpoint is used). Missing or corrupt files raise UserError naming ``flag``.
     """
     from xdlm_vision.config import config_from_dict
+    from xdlm_vision.official import is_official_file, load_official
     from xdlm_vision.training.build import DataMeta, build_model
 
+    if is_official_file(path):  # the XDLM authors' released files (docs/official.md)
+        return load_official(path, ema=ema, device=device, flag=flag)
     ckpt = resolve_checkpoint_dir(path, flag)
     meta = read_checkpoint_config(ckpt, flag)
     try:
