@@ -333,3 +333,44 @@ def test_out_dir_must_be_new_and_algo_conflicts(imported, tmp_path, capsys):
                                                 "--algo", "mdlm"])
     assert "GIDD" in _cli_error(capsys, ["import-official", str(DATA / "state_dict.safetensors"),
                                          "--out", str(tmp_path / "o"), "--algo", "gidd"])
+
+
+@pytest.mark.slow  # ~30 s: Inception at 299x299 on the CPU
+def test_eval_fid_records_the_official_process_on_the_card(imported, tmp_path):
+    """`eval fid` on the imported model: the protocol card carries the official process and the
+    number of special ids clamped before decoding (2 images with stand-in Inception weights)."""
+    import numpy as np
+
+    from xdlm_vision.evaluation.inception import random_inception_state_dict
+
+    weights = tmp_path / "inception_standin.pth"
+    torch.save(random_inception_state_dict(), weights)
+    rng = np.random.default_rng(0)
+    ref = tmp_path / "adm_ref.npz"
+    np.savez(ref, mu=rng.normal(size=2048).astype(np.float32), sigma=np.eye(2048, dtype=np.float32) * 0.01)
+    out = tmp_path / "fid"
+    assert main(["eval", "fid", "--checkpoint", str(imported), "--inception-weights", str(weights),
+                 "--reference", str(ref), "--num", "2", "--steps", "4", "--cfg", "2.0", "--shard-size", "2",
+                 "--batch-size", "2", "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+    card = json.loads((out / "metrics.json").read_text())["protocol"]
+    assert card["schedule"] == "loglinear" and card["k"]["sampling"] == pytest.approx(0.1 * 66 / 67)
+    official = card["official"]
+    assert official["algo"] == "xdlm" and official["k1"] == 0.1 and official["weights"] == "ema"
+    assert official["process"]["num_states"] == 66 and isinstance(official["clamped_ids_this_run"], int)
+
+
+def test_vq_embedded_in_a_real_imagenet_ckpt_is_recognised_as_vq16():
+    """The 344 image_tokenizer.vae.* keys of a released ImageNet .ckpt (the LlamaGen VQ-16 key
+    list) give exactly our VQ-16 config, so decoding uses the right architecture."""
+    from xdlm_vision.official.importer import vq_config
+    from xdlm_vision.official.reader import OfficialFile
+    from xdlm_vision.tokenizers.llamagen_config import VQ_SIZES
+
+    rows = (Path(__file__).parent / "data" / "llamagen_vq16_state_dict.tsv").read_text().splitlines()[1:]
+    state = {}
+    for row in rows:
+        name, shape, _ = row.split("\t")
+        state[name] = torch.empty([int(s) for s in shape.split(",") if s], device="meta")
+    assert len(state) == 344
+    f = OfficialFile(Path("real.ckpt"), "", "lightning", None, None, vq_state=state)
+    assert vq_config(f) == VQ_SIZES["VQ-16"]
