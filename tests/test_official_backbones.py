@@ -151,3 +151,37 @@ def test_unet_adapter_permutes_positions_and_ids(unet):
     out = model(proc.to_ours(hwc), inp["class_labels"])  # (B, 48, 258)
     ref_hwc = ref.reshape(2, 3, 4, 4, 259).permute(0, 2, 3, 1, 4).reshape(2, 48, 259)
     assert torch.equal(out, proc.our_logits(ref_hwc))
+
+
+@torch.no_grad()
+def test_time_conditioned_adapter_feeds_minus_log_alpha(dit):
+    """With time conditioning on, the adapter feeds sigma = -log alpha_t of the log-linear schedule:
+    the official logits for sigma_nonzero = -log alpha_t(t)."""
+    inp, exp = load_file(DATA / "inputs.safetensors"), load_file(DATA / "expected.safetensors")
+    proc = OfficialProcess(64, 0.1)
+    model = build_backbone("official_dit", num_tokens=66, grid_shape=(4, 4), num_classes=10,
+                           time_conditioning=True, **TINY_DIT)
+    model.load_state_dict(load_file(DATA / "state_dict.safetensors"), strict=True)
+    out = model.eval()(proc.to_ours(inp["tokens"]), inp["class_labels"], inp["t"])
+    assert (out - proc.our_logits(exp["logits_sigma_nonzero"])).abs().max().item() <= ATOL
+
+
+@torch.no_grad()
+def test_unet_ema_only_dict_is_recognised(tmp_path, unet):
+    """An unnamed EMA list of the U-Net: the layout is found from the shapes and the weights load."""
+    from xdlm_vision.official import load_official
+
+    shadow = [p.detach().clone() for p in unet.parameters()]
+    path = tmp_path / "unet_ema.pt"
+    torch.save({"decay": 0.9999, "num_updates": 3, "shadow_params": shadow}, path)
+    lm = load_official(path)
+    assert lm.config.model.kind == "official_unet" and lm.num_classes == 10
+    for (name, a), b in zip(lm.model.named_parameters(), shadow):
+        assert torch.equal(a, b), name
+    assert lm.model.config.ch == 4 and tuple(lm.model.config.ch_mult) == (1, 2)
+    assert any("U-Net 'tiny' layout" in a for a in lm.meta["official"]["assumed"])
+    inp, exp = load_file(DATA / "unet" / "inputs.safetensors"), load_file(DATA / "unet" / "expected.safetensors")
+    small = OfficialUNet(OfficialUNetConfig(grid_shape=(4, 12), num_classes=10, **TINY_UNET)).eval()
+    small.load_state_dict(lm.model.state_dict(), strict=True)  # the file assumed 32x32 images; weights are size-free
+    out = small(inp["tokens"], inp["sigma"], inp["class_labels"])
+    assert ((out - exp["logits"]).abs() * (exp["logits"] > -4)).max().item() <= ATOL

@@ -37,8 +37,32 @@ SIGMA_FREQUENCIES = 256  # width of the sinusoidal sigma features (fixed in the 
 LOGLINEAR_EPS = 1e-3  # official schedule alpha_t = 1 - (1 - eps) t
 
 
+class OfficialVocab:
+    """The official vocabulary of a config whose ``num_tokens`` is N' = N + 2 (codes + 2 special ids)."""
+
+    num_tokens: int
+
+    @property
+    def vocab_size(self) -> int:
+        """V = N' + 1 = N + 3: rows of the official embedding and columns of its head."""
+        return self.num_tokens + 1
+
+    @property
+    def num_codes(self) -> int:
+        """N: the codes; also the official mask id."""
+        return self.num_tokens - 2
+
+
+def official_sigma(time_conditioning: bool, t: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+    """sigma fed to an official backbone: 0 (official XDLM), or -log alpha_t of the log-linear schedule."""
+    if not time_conditioning:
+        return torch.zeros(batch, device=device)
+    tt = resolve_time(t, batch, device).double()  # (B,)
+    return -torch.log1p(-(1.0 - LOGLINEAR_EPS) * tt).float()
+
+
 @dataclass
-class OfficialDiTConfig:
+class OfficialDiTConfig(OfficialVocab):
     """Official DiT architecture. ``num_tokens`` is N' = N + 2 (official vocabulary V = N' + 1)."""
 
     num_tokens: int = 16386  # N' data states of the official process (N codes + 2 special ids)
@@ -51,16 +75,6 @@ class OfficialDiTConfig:
     mlp_ratio: int = 4  # MLP hidden size = mlp_ratio * D
     dropout: float = 0.1  # residual dropout in training (the official default); no effect in eval
     time_conditioning: bool = False  # official XDLM feeds sigma = 0; True feeds sigma = -log alpha_t
-
-    @property
-    def vocab_size(self) -> int:
-        """V = N' + 1 rows of the official embedding and columns of its head."""
-        return self.num_tokens + 1
-
-    @property
-    def num_codes(self) -> int:
-        """N: the codes; the official mask id."""
-        return self.num_tokens - 2
 
 
 # "small" is the released ImageNet model (117,695,619 parameters); "tiny" the test fixture.
@@ -260,10 +274,6 @@ class OfficialDiTBackbone(OfficialDiT):
         check_tokens(z, self.seq_len)
         b = z.shape[0]
         labels = resolve_labels(class_labels, b, self.num_classes, z.device)  # (B,)
-        if self.config.time_conditioning:
-            tt = resolve_time(t, b, z.device).double()
-            sigma = -torch.log1p(-(1.0 - LOGLINEAR_EPS) * tt).float()  # (B,) -log alpha_t
-        else:
-            sigma = torch.zeros(b, device=z.device)
+        sigma = official_sigma(self.config.time_conditioning, t, b, z.device)  # (B,)
         logits = self.official_forward(official_ids(z.long(), self.config.num_codes), sigma, labels)  # (B, L, V)
         return logits.index_select(-1, self.columns)  # (B, L, N')

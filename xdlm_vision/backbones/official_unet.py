@@ -25,15 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xdlm_vision.backbones.common import check_tokens, resolve_labels, resolve_time
-from xdlm_vision.backbones.official_dit import LOGLINEAR_EPS, official_ids, our_columns
+from xdlm_vision.backbones.common import check_tokens, resolve_labels
+from xdlm_vision.backbones.official_dit import OfficialVocab, official_ids, official_sigma, our_columns
 from xdlm_vision.errors import UserError
 
 SQRT2 = math.sqrt(2.0)
 
 
 @dataclass
-class OfficialUNetConfig:
+class OfficialUNetConfig(OfficialVocab):
     """Official U-Net architecture; ``num_tokens`` = N' = levels + 2 (official V = N' + 1)."""
 
     num_tokens: int = 258  # N' data states of the official process (256 levels + 2 special ids)
@@ -48,14 +48,6 @@ class OfficialUNetConfig:
     skip_rescale: bool = True  # divide residual sums by sqrt(2)
     time_scale_factor: float = 1000.0  # sigma is multiplied by this before the sinusoid
     time_conditioning: bool = False  # official XDLM feeds sigma = 0; True feeds -log alpha_t
-
-    @property
-    def vocab_size(self) -> int:
-        return self.num_tokens + 1
-
-    @property
-    def num_codes(self) -> int:
-        return self.num_tokens - 2
 
 
 OFFICIAL_UNET_SIZES: dict[str, dict] = {
@@ -300,11 +292,7 @@ class OfficialUNetBackbone(OfficialUNet):
         check_tokens(z, self.seq_len)
         b = z.shape[0]
         labels = resolve_labels(class_labels, b, self.num_classes, z.device)
-        if self.config.time_conditioning:
-            tt = resolve_time(t, b, z.device).double()
-            sigma = -torch.log1p(-(1.0 - LOGLINEAR_EPS) * tt).float()  # (B,)
-        else:
-            sigma = torch.zeros(b, device=z.device)
+        sigma = official_sigma(self.config.time_conditioning, t, b, z.device)  # (B,)
         ids = official_ids(z.long(), self.config.num_codes).index_select(1, self.to_official)  # (B, L) (c, h, w)
         logits = self.official_forward(ids, sigma, labels)  # (B, L, V)
         return logits.index_select(1, self.from_official).index_select(-1, self.columns)  # (B, L, N')
