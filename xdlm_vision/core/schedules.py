@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from xdlm_vision.errors import UserError
-
 
 @dataclass(frozen=True)
 class LinearSchedule:
@@ -69,4 +67,4 @@ def get_schedule(name: str | LinearSchedule | CosineSchedule | LogLinearSchedule
     try:
         return SCHEDULES[name]()
     except KeyError:
-        raise UserError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}") from None
+        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}") from None
