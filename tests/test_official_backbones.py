@@ -169,17 +169,17 @@ def test_time_conditioned_adapter_feeds_minus_log_alpha(dit):
 @torch.no_grad()
 def test_unet_ema_only_dict_is_recognised(tmp_path, unet):
     """An unnamed EMA list of the U-Net: the layout is found from the shapes and the weights load."""
-    from xdlm_vision.official import load_official
+    from xdlm_vision.checkpoints import load_checkpoint
 
     shadow = [p.detach().clone() for p in unet.parameters()]
     path = tmp_path / "unet_ema.pt"
     torch.save({"decay": 0.9999, "num_updates": 3, "shadow_params": shadow}, path)
-    lm = load_official(path)
+    lm = load_checkpoint(path)
     assert lm.config.model.kind == "official_unet" and lm.num_classes == 10
     for (name, a), b in zip(lm.model.named_parameters(), shadow):
         assert torch.equal(a, b), name
     assert lm.model.config.ch == 4 and tuple(lm.model.config.ch_mult) == (1, 2)
-    assert any("U-Net 'tiny' layout" in a for a in lm.meta["official"]["assumed"])
+    assert any("U-Net 'tiny' layout" in a for a in lm.record["official"]["assumed"])
     inp, exp = load_file(DATA / "unet" / "inputs.safetensors"), load_file(DATA / "unet" / "expected.safetensors")
     small = OfficialUNet(OfficialUNetConfig(grid_shape=(4, 12), num_classes=10, **TINY_UNET)).eval()
     small.load_state_dict(lm.model.state_dict(), strict=True)  # the file assumed 32x32 images; weights are size-free

@@ -12,10 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from xdlm_vision.checkpoints import import_official, load_checkpoint
 from xdlm_vision.cli import main
 from xdlm_vision.core import get_schedule, guided_logits, nelbo, posterior_probs
 from xdlm_vision.errors import UserError
-from xdlm_vision.official import OfficialProcess, import_official, load_official, read_official
+from xdlm_vision.official import OfficialProcess, read_official
 from xdlm_vision.official.reader import safe_torch_load
 
 DATA = Path(__file__).parent / "data" / "xdlm_official_tiny"
@@ -35,7 +36,7 @@ def expected() -> dict:
 
 @pytest.fixture(scope="module")
 def ema_model():
-    return load_official(CKPT)
+    return load_checkpoint(CKPT)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_lightning_file_is_read_without_its_classes():
 
 
 def test_ema_weights_by_default_and_raw_with_no_ema(ema_model, inputs, expected):
-    raw_model = load_official(CKPT, ema=False)
+    raw_model = load_checkpoint(CKPT, ema=False)
     args = (inputs["tokens"], inputs["sigma"], inputs["class_labels"])
     with torch.no_grad():
         ema_out = ema_model.model.official_forward(*args)
@@ -81,7 +82,7 @@ def test_ema_weights_by_default_and_raw_with_no_ema(ema_model, inputs, expected)
     assert (raw_out - expected["logits_state_dict_weights"]).abs().max().item() <= ATOL
     assert (ema_out - raw_out).abs().max().item() > 1.0  # the default really is the EMA
     assert ema_model.ema and not raw_model.ema
-    assert ema_model.meta["official"]["weights"] == "ema" and raw_model.meta["official"]["weights"] == "raw"
+    assert ema_model.record["official"]["weights"] == "ema" and raw_model.record["official"]["weights"] == "raw"
 
 
 def test_loaded_model_carries_the_official_process(ema_model):
@@ -89,9 +90,13 @@ def test_loaded_model_carries_the_official_process(ema_model):
     assert ema_model.num_tokens == 66 and ema_model.grid_shape == (4, 4) and ema_model.num_classes == 10
     assert ema_model.config.diffusion.schedule == "loglinear"
     assert ema_model.config.diffusion.k == pytest.approx(0.1 * 66 / 67)
+    # the diffusion spec every consumer (sampling, NELBO, FID) works from carries the official process
+    spec = ema_model.spec
+    assert spec.schedule_name == "loglinear" and spec.num_tokens == 66 and spec.k == pytest.approx(proc.k_prime)
+    assert ema_model.trained_k == pytest.approx(proc.k_prime) and ema_model.mask_id == 66
     assert proc.space.data_prior == pytest.approx(0.1 / 67)  # k1 / V per state, as the official prior
     assert proc.space.mask_prior == pytest.approx(1 - 0.1 + 0.1 / 67)
-    off = ema_model.meta["official"]
+    off = ema_model.record["official"]
     assert off["algo"] == "xdlm" and off["k1"] == 0.1 and off["assumed"] == []
     assert off["process"]["mask_id_ours"] == 66 and off["process"]["mask_id_official"] == 64
 
@@ -122,7 +127,7 @@ def test_model_distribution_matches_the_official_probabilities(ema_model, expect
     assert (probs - expected["probs_mask_excluded"]).abs().max().item() <= ATOL
 
 
-def test_posterior_and_nelbo_match_the_official_ones(expected, inputs):
+def test_posterior_and_nelbo_match_the_official_ones(ema_model, expected, inputs):
     proc = OfficialProcess(64, 0.1)
     sched = get_schedule("loglinear")
     logits = proc.our_logits(expected["logits"]).double()  # (6, 16, 66)
@@ -135,6 +140,10 @@ def test_posterior_and_nelbo_match_the_official_ones(expected, inputs):
     loss = nelbo(logits, proc.to_ours(inputs["x0"]), z_t, inputs["t"].double(), proc.space, sched)
     ref = expected["kl_nelbo"].double()
     assert ((loss - ref).abs() / ref.abs()).max().item() <= 1e-4
+    # the loaded model's DiffusionSpec (what eval nelbo and FID use) gives the same numbers
+    spec = ema_model.spec
+    via_spec = nelbo(logits, proc.to_ours(inputs["x0"]), z_t, inputs["t"].double(), spec.space, spec.schedule)
+    assert ((via_spec - ref).abs() / ref.abs()).max().item() <= 1e-4
     # the official k1 with our clean process (mask excluded from the noise) would not match
     from xdlm_vision.core import TokenSpace
 
@@ -171,10 +180,11 @@ def test_state_dict_safetensors_export_and_ema_only_dict(tmp_path, expected, inp
     shutil.copy(DATA / "state_dict.safetensors", export / "model.safetensors")
     (export / "config.json").write_text(json.dumps({"vocab_size": 67, "model": {"length": 16, "n_heads": 4},
                                                     "algo": {"name": "xdlm", "k1": 0.1}}))
-    lm = load_official(export / "model.safetensors")
+    lm = load_checkpoint(export / "model.safetensors")
     with torch.no_grad():
         assert (lm.model.official_forward(*args) - expected["logits"]).abs().max().item() <= ATOL
-    assert lm.grid_shape == (4, 4) and lm.meta["official"]["layout"] == "safetensors"
+    assert lm.grid_shape == (4, 4) and lm.record["official"]["layout"] == "safetensors"
+    assert load_checkpoint(export).record["official"]["layout"] == "safetensors"  # the export's directory too
     # the directory form is accepted by import-official
     out = import_official(export, tmp_path / "from_dir")
     assert (out / "ema.safetensors").is_file()
@@ -183,12 +193,12 @@ def test_state_dict_safetensors_export_and_ema_only_dict(tmp_path, expected, inp
     f = read_official(CKPT)
     ema_only = tmp_path / "ema.pt"
     torch.save({"decay": 0.9999, "num_updates": 5, "shadow_params": f.shadow}, ema_only)
-    lm = load_official(ema_only)
+    lm = load_checkpoint(ema_only)
     with torch.no_grad():
         assert (lm.model.official_forward(*args) - expected["logits"]).abs().max().item() <= ATOL
-    assert any("algo xdlm" in a for a in lm.meta["official"]["assumed"])
+    assert any("algo xdlm" in a for a in lm.record["official"]["assumed"])
     with pytest.raises(UserError, match="only EMA weights"):
-        load_official(ema_only, ema=False)
+        load_checkpoint(ema_only, ema=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,8 +214,6 @@ def test_import_official_writes_a_normal_checkpoint(imported, expected, inputs):
     assert off["sha256"] == sha256_file(CKPT) and off["source_file"] == str(CKPT.resolve())
     assert off["algo"] == "xdlm" and off["k1"] == 0.1 and off["weights"] == "ema"
     assert sorted(p.name for p in imported.iterdir()) == ["config.json", "ema.safetensors", "vq.safetensors"]
-    from xdlm_vision.training.checkpoint import load_checkpoint
-
     lm = load_checkpoint(imported)
     with torch.no_grad():
         out = lm.model.official_forward(inputs["tokens"], inputs["sigma"], inputs["class_labels"])
@@ -216,8 +224,6 @@ def test_import_no_ema_records_raw(tmp_path, expected, inputs):
     out = tmp_path / "raw"
     assert main(["import-official", str(CKPT), "--out", str(out), "--no-ema"]) == 0
     assert json.loads((out / "config.json").read_text())["official"]["weights"] == "raw"
-    from xdlm_vision.training.checkpoint import load_checkpoint
-
     lm = load_checkpoint(out, ema=False)
     with torch.no_grad():
         got = lm.model.official_forward(inputs["tokens"], inputs["sigma"], inputs["class_labels"])
@@ -237,7 +243,7 @@ def test_sample_command_from_import_and_from_the_ckpt(imported, tmp_path, capsys
 
 def test_sampling_function_and_demo_stream(imported):
     from xdlm_vision import sampling
-    from xdlm_vision.viz.gradio_app import DemoSampler
+    from xdlm_vision.demo.app import DemoSampler
 
     sm = sampling.load_for_sampling(imported, device="cpu")
     assert sm.space.num_tokens == 66 and sm.mask_id == 66 and sm.schedule == "loglinear"
@@ -297,14 +303,14 @@ def test_shadow_list_of_wrong_length_or_shape(tmp_path):
     short = tmp_path / "short.ckpt"
     torch.save({"state_dict": raw, "ema": {"decay": 0.9999, "num_updates": 1, "shadow_params": f.shadow[:-1]}}, short)
     with pytest.raises(UserError, match="30 tensors but the official model has 31"):
-        load_official(short)
+        load_checkpoint(short)
     swapped = list(f.shadow)
     swapped[7], swapped[8] = swapped[8], swapped[7]  # attn_qkv (96, 32) <-> attn_out (32, 32)
     bad = tmp_path / "swapped.ckpt"
     torch.save({"state_dict": raw, "ema": {"decay": 0.9999, "num_updates": 1, "shadow_params": swapped}}, bad)
     with pytest.raises(UserError, match=r"shadow_params\[7\] has shape \(32, 32\) but blocks.0.attn_qkv.weight"):
-        load_official(bad)
-    assert load_official(bad, ema=False).ema is False  # the raw weights are still fine
+        load_checkpoint(bad)
+    assert load_checkpoint(bad, ema=False).ema is False  # the raw weights are still fine
 
 
 def test_llamagen_vq_file_is_not_a_model(tmp_path, capsys):

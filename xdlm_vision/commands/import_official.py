@@ -18,20 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="official file: Lightning .ckpt, torch state dict or EMA dict, model.safetensors "
                              "(+ config.json beside it) or a directory holding them")
     parser.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to create (must be new)")
-    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
-                        help="import the EMA weights (default, what the official samplers use) or the raw "
-                             "training weights (--no-ema)")
+    from xdlm_vision.commands import flags
+
+    flags.add_ema(parser)  # EMA is also what the official samplers use
     parser.add_argument("--algo", choices=["mdlm", "udlm", "xdlm", "gidd"], default=None,
                         help="the training algorithm when the file does not say (recorded as assumed)")
     parser.add_argument("--k", type=float, default=None, metavar="K1",
-                        help="the official k1 when the file does not say (recorded as assumed)")
+                        help="the official k1 in [0, 1] when the file does not say (recorded as assumed); "
+                             "unlike sample/eval --k this is the file's k1, not an override")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from xdlm_vision.official import import_official
+    from xdlm_vision.checkpoints import import_official
 
     out = import_official(args.file, args.out, ema=args.ema, algo=args.algo, k=args.k, flag="FILE")
     meta = json.loads((Path(out) / "config.json").read_text())

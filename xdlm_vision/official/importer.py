@@ -1,19 +1,19 @@
-"""Official XDLM files -> a loaded model (:func:`load_official`) or a checkpoint directory
-(:func:`import_official`), with the architecture inferred from the weights' shapes and cross-checked
-against the file's own configuration (``docs/official.md``).
+"""Official XDLM files -> a built model and its checkpoint record (:func:`load_official`), with the
+architecture inferred from the weights' shapes and cross-checked against the file's own
+configuration (``docs/official.md``). :mod:`xdlm_vision.checkpoints` (the layer above) turns the
+pair into a ``LoadedModel`` or writes it as a checkpoint directory (``import-official``).
 
 Weights: the EMA weights by default (``ema.shadow_params`` zipped with the official parameter order,
 every shape checked), the raw ``state_dict`` weights with ``ema=False``. Process: the official one
 (:class:`~xdlm_vision.official.process.OfficialProcess`), recorded in the model's config
-(``diffusion.k = k'``, ``diffusion.schedule = loglinear``, N' data tokens) and in ``meta["official"]``.
+(``diffusion.k = k'``, ``diffusion.schedule = loglinear``, N' data tokens), from which
+``build.diffusion_spec`` makes the model's ``DiffusionSpec``, and in the record's ``official`` section.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,9 @@ from torch import nn
 
 from xdlm_vision.errors import UserError
 from xdlm_vision.official.process import ALGOS, DEFAULT_K1, SCHEDULE, OfficialProcess
-from xdlm_vision.official.reader import OfficialFile, read_official
+from xdlm_vision.official.reader import OfficialFile, is_our_checkpoint, read_official
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-FORMAT = "xdlm-vision-checkpoint"  # the format tag of our checkpoints' config.json
 TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 
 
@@ -167,6 +166,13 @@ def _unet_from_shapes(shapes: dict[str, tuple[int, ...]], f: OfficialFile) -> di
     return {"classes": classes, "overrides": overrides}
 
 
+def _num_codes(vocab_size: int, f: OfficialFile) -> int:
+    """N = V - 3 (codes, [MASK], two special ids); a vocabulary without two codes is not a model file."""
+    if vocab_size - 3 < 2:
+        raise UserError(f"{f.path}: a vocabulary of {vocab_size} ids leaves fewer than 2 codes; not an official model")
+    return vocab_size - 3
+
+
 def infer_architecture(f: OfficialFile, algo: str | None = None, k: float | None = None) -> OfficialArch:
     """Kind, widths, vocabulary, classes and grid from the weights (raw names, or the EMA list's
     shapes when the file has no names), cross-checked with the file's own config."""
@@ -184,8 +190,8 @@ def infer_architecture(f: OfficialFile, algo: str | None = None, k: float | None
             grid = (16, 16)
             assumed.append("a 16x16 token grid (ImageNet-256 with VQ-16; model.length not recorded)")
         grid = (grid[0], grid[0])
-        return OfficialArch("official_dit", info["overrides"], info["v"] - 3, info["classes"], grid, tc, name, k1,
-                            assumed)
+        return OfficialArch("official_dit", info["overrides"], _num_codes(info["v"], f), info["classes"], grid, tc,
+                            name, k1, assumed)
     if "temb_modules.0.weight" in shapes:
         info = _unet_from_shapes(shapes, f)
         v = f.vocab_size
@@ -196,7 +202,8 @@ def infer_architecture(f: OfficialFile, algo: str | None = None, k: float | None
         if grid is None:
             grid = (32, 96)
             assumed.append("32x32 RGB images (CIFAR-10; model.length not recorded)")
-        return OfficialArch("official_unet", info["overrides"], v - 3, info["classes"], grid, tc, name, k1, assumed)
+        return OfficialArch("official_unet", info["overrides"], _num_codes(v, f), info["classes"], grid, tc, name, k1,
+                            assumed)
     raise UserError(f"{f.path}: neither the official DiT (vocab_embed.*) nor the official U-Net (temb_modules.*) "
                     "weights are in this file")
 
@@ -300,7 +307,9 @@ def _config_dict(arch: OfficialArch) -> dict:
             "diffusion": {"k": arch.process.k_prime, "schedule": SCHEDULE}}
 
 
-def _inner_tokenizer(om: OfficialModel, vq_file: Path | None) -> dict:
+def inner_tokenizer(om: OfficialModel, vq_file: Path | None) -> dict:
+    """The tokenizer spec an official model decodes with: pixels, or the LlamaGen VQ (``vq_file``
+    when the importer wrote the embedded one, else what the file records)."""
     arch = om.arch
     if arch.kind == "official_unet":
         return {"kind": "pixel", "levels": arch.num_codes, "channels": 3}
@@ -344,14 +353,17 @@ def vq_config(f: OfficialFile):
     )
 
 
-def _meta(om: OfficialModel, inner_tokenizer: dict) -> dict:
+def official_record(om: OfficialModel, inner_spec: dict) -> dict:
+    """The checkpoint record (config.json without the format tag) of an official model: our run
+    config with the official process (``diffusion.k = k'``, ``loglinear``, N' data tokens), the
+    data section, the clamping tokenizer spec and the ``official`` provenance section."""
     arch, f = om.arch, om.file
     proc = arch.process
     class_names = CIFAR10_CLASSES if arch.kind == "official_unet" and arch.num_classes == 10 else \
         [str(i) for i in range(arch.num_classes)]
-    tokenizer = {"kind": "official", "num_codes": arch.num_codes, "inner": inner_tokenizer}
+    tokenizer = {"kind": "official", "num_codes": arch.num_codes, "inner": inner_spec}
     return {
-        "format": FORMAT, "format_version": 1, "step": 0,
+        "step": 0,
         "config": _config_dict(arch),
         "data": {"num_tokens": proc.num_states, "grid_shape": list(arch.grid_shape), "num_classes": arch.num_classes,
                  "class_names": class_names, "tokenizer_spec": tokenizer},
@@ -372,67 +384,38 @@ def _meta(om: OfficialModel, inner_tokenizer: dict) -> dict:
 
 
 def is_official_file(path: str | Path) -> bool:
-    """True for a file (not one of our directories) that the loaders should hand to :func:`load_official`."""
+    """True for what the loaders should hand to :func:`load_official`: a weights file, or a directory
+    holding an official ``model.safetensors`` + ``config.json`` export, that is not part of one of
+    our checkpoints (their config.json carries our format tag). Weights beside a config.json that
+    cannot be parsed are left to the checkpoint loader, which names the broken file."""
     p = Path(path)
-    return p.is_file() and p.suffix in TORCH_SUFFIXES and p.name not in ("ema.safetensors", "model.safetensors")
+    if is_our_checkpoint(p):
+        return False
+    if p.is_dir():
+        return (p / "model.safetensors").is_file() and _readable_json(p / "config.json")
+    beside = p.parent / "config.json"
+    return p.is_file() and p.suffix in TORCH_SUFFIXES and not (
+        p.name in ("ema.safetensors", "model.safetensors") and beside.is_file() and not _readable_json(beside))
 
 
-def load_official(path: str | Path, ema: bool = True, device: str | torch.device = "cpu",
-                  flag: str = "--checkpoint", algo: str | None = None, k: float | None = None):
-    """An official file -> the same :class:`~xdlm_vision.training.checkpoint.LoadedModel` that
-    ``load_checkpoint`` returns for our own checkpoints (official process recorded in ``meta``)."""
-    from xdlm_vision.config import config_from_dict
-    from xdlm_vision.training.checkpoint import LoadedModel
-
-    f = read_official(path, flag)
-    om = build_official(f, ema, algo, k)
-    meta = _meta(om, _inner_tokenizer(om, None))
-    om.model.to(device)
-    return LoadedModel(model=om.model, config=config_from_dict(meta["config"]), tokenizer_spec=meta["tokenizer"],
-                       class_names=meta["data"]["class_names"], num_classes=om.arch.num_classes,
-                       num_tokens=om.arch.num_codes + 2, grid_shape=tuple(om.arch.grid_shape), step=0, ema=ema,
-                       path=Path(path), meta=meta)
-
-
-def import_official(path: str | Path, out: str | Path, ema: bool = True, algo: str | None = None,
-                    k: float | None = None, flag: str = "FILE") -> Path:
-    """Write ``out`` as a sampling-only checkpoint directory: ``ema.safetensors`` (EMA import) or
-    ``model.safetensors`` (``ema=False``), ``config.json`` with the official process, and the VQ
-    embedded in an ImageNet .ckpt as ``vq.safetensors``. Written to a temporary directory first and
-    moved into place, so a failure leaves nothing behind."""
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out} exists and is not empty; choose a new directory")
-    f = read_official(path, flag)
-    om = build_official(f, ema, algo, k)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+def _readable_json(path: Path) -> bool:
     try:
-        weights = {n: t.detach().contiguous() for n, t in om.model.state_dict().items()}
-        tag = {"format": "pt", "official_sha256": f.sha256, "weights": "ema" if ema else "raw"}
-        save_file(weights, str(tmp / ("ema.safetensors" if ema else "model.safetensors")), metadata=tag)
-        vq_file = None
-        if om.arch.kind == "official_dit" and f.vq_state:
-            save_file({k2: v.contiguous() for k2, v in f.vq_state.items()}, str(tmp / "vq.safetensors"))
-            vq_file = out / "vq.safetensors"
-        inner = _inner_tokenizer(om, tmp / "vq.safetensors" if vq_file else None)
-        if vq_file is not None:
-            inner["checkpoint"] = str(vq_file.resolve())
-        meta = _meta(om, inner)
-        (tmp / "config.json").write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            out.rmdir()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
-__all__ = ["OfficialArch", "OfficialModel", "build_official", "import_official", "infer_architecture",
-           "is_official_file", "load_official", "vq_config", "zip_shadow"]
+def load_official(path: str | Path, ema: bool = True, flag: str = "--checkpoint", algo: str | None = None,
+                  k: float | None = None) -> tuple[OfficialModel, dict]:
+    """An official file -> (the built model with its weights, its checkpoint record).
+
+    :func:`xdlm_vision.checkpoints.load_checkpoint` turns the pair into the same
+    :class:`~xdlm_vision.checkpoints.LoadedModel` it returns for our own checkpoints; the record's
+    VQ is the one the file names (``--tokenizer-checkpoint`` replaces it when sampling)."""
+    om = build_official(read_official(path, flag), ema, algo, k)
+    return om, official_record(om, inner_tokenizer(om, None))
+
+
+__all__ = ["OfficialArch", "OfficialModel", "build_official", "infer_architecture", "inner_tokenizer",
+           "is_official_file", "load_official", "official_record", "vq_config", "zip_shadow"]

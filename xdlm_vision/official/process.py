@@ -23,7 +23,6 @@ import torch
 
 from xdlm_vision.backbones.official_dit import official_ids, our_columns
 from xdlm_vision.core import TokenSpace
-from xdlm_vision.errors import UserError
 from xdlm_vision.tokenizers.official_clamp import ClampingTokenizer, clamp_for_decode
 
 __all__ = ["ALGOS", "DEFAULT_K1", "SCHEDULE", "ClampingTokenizer", "OfficialProcess", "clamp_for_decode"]
@@ -41,10 +40,11 @@ class OfficialProcess:
     k1: float  # the official k1 (uniform share, spread over all V ids)
 
     def __post_init__(self) -> None:
+        # contract checks: the importer has already turned a bad file or flag into a UserError
         if self.num_codes < 2:
-            raise UserError(f"the official vocabulary needs at least 2 codes, got {self.num_codes}")
+            raise ValueError(f"the official vocabulary needs at least 2 codes, got {self.num_codes}")
         if not 0.0 <= float(self.k1) <= 1.0:
-            raise UserError(f"k1 must lie in [0, 1], got {self.k1}")
+            raise ValueError(f"k1 must lie in [0, 1], got {self.k1}")
 
     @property
     def vocab_size(self) -> int:

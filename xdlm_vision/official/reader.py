@@ -170,7 +170,8 @@ def _split_state(state: dict, path: Path, flag: str) -> tuple[dict, dict | None]
     return backbone, vq
 
 
-def _is_our_checkpoint(path: Path) -> bool:
+def is_our_checkpoint(path: Path) -> bool:
+    """A directory or weights file of one of our checkpoints (config.json with our format tag, or a run dir)."""
     cfg = path / "config.json" if path.is_dir() else path.parent / "config.json"
     if path.is_dir() and (path / "checkpoints").is_dir():
         return True
@@ -189,7 +190,7 @@ def read_official(path: str | Path, flag: str = "FILE") -> OfficialFile:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{flag} {path}: no such file or directory")
-    if _is_our_checkpoint(path):
+    if is_our_checkpoint(path):
         raise UserError(f"{flag} {path} is already an xdlm-vision checkpoint; use it directly with --checkpoint")
     if path.is_dir():
         weights = path / "model.safetensors"
