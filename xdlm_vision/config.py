@@ -61,7 +61,7 @@ class ModelConfig:
 @dataclass
 class DiffusionConfig:
     k: float = 0.1  # uniform-noise share: 0 = MDLM, 0 < k < 1 = XDLM (paper: 0.1), 1 = UDLM
-    schedule: str = "linear"  # alpha_t schedule: linear (1 - t) | cosine
+    schedule: str = "linear"  # alpha_t schedule: linear (1 - t) | cosine | loglinear (1 - (1 - 1e-3) t)
 
 
 @dataclass
@@ -260,8 +260,8 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
 
 _CHOICES = {
     "tokenizer.kind": ("pixel", "llamagen"),
-    "model.kind": ("dit", "unet"),
-    "diffusion.schedule": ("linear", "cosine"),
+    "model.kind": ("dit", "unet", "official_dit", "official_unet"),
+    "diffusion.schedule": ("linear", "cosine", "loglinear"),
     "optim.lr_schedule": ("constant", "cosine"),
     "training.mixed_precision": ("bf16", "fp16", "no"),
 }

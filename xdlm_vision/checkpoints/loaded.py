@@ -20,6 +20,7 @@ from xdlm_vision.checkpoints.files import (
 from xdlm_vision.config import Config, config_from_dict
 from xdlm_vision.data.meta import DataMeta
 from xdlm_vision.errors import UserError
+from xdlm_vision.official import is_official_file, load_official
 
 PACKAGED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "digits_default"
 
@@ -111,29 +112,43 @@ def load_checkpoint(
     ``path`` may be a step directory, a run directory or its ``checkpoints/`` folder (the latest
     checkpoint is used); None is the packaged digits checkpoint. ``k`` overrides the trained
     mixing ratio (``--k``, checked by the command). Missing or corrupt files raise UserError
-    naming ``flag``.
+    naming ``flag``. An official XDLM file (``.ckpt``, state dict, EMA dict, safetensors export)
+    is read by :mod:`xdlm_vision.official` and loads with its official process (docs/official.md).
     """
     if path is None:
         path = packaged_checkpoint()
         if not is_weights_only(path):
             raise UserError(f"the packaged digits checkpoint is missing from {path}; pass --checkpoint DIR")
-    device = torch.device(device)
+    if is_official_file(path):  # the XDLM authors' released files (docs/official.md)
+        om, record = load_official(path, ema=ema, flag=flag)
+        return _loaded(om.model, *_config_and_data(record, path, flag), record, Path(path), ema, device, k)
     ckpt = resolve_checkpoint_dir(path, flag)
     record = read_checkpoint_config(ckpt, flag)
-    try:
-        cfg = config_from_dict(record["config"])
-        data = DataMeta.from_dict(record["data"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{flag} {ckpt}: config.json lacks {exc}") from None
+    cfg, data = _config_and_data(record, ckpt, flag)
     weights = ckpt / ("ema.safetensors" if ema else "model.safetensors")
     if not weights.is_file():
         raise UserError(f"{flag} {ckpt} has no {weights.name}; this checkpoint only supports "
                         f"{'--no-ema' if ema else '--ema'}")
     model = build_model(cfg, data)
     load_weights(model, weights, flag)
+    return _loaded(model, cfg, data, record, ckpt, ema, device, k)
+
+
+def _config_and_data(record: dict, where: str | Path, flag: str) -> tuple[Config, DataMeta]:
+    try:
+        return config_from_dict(record["config"]), DataMeta.from_dict(record["data"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{flag} {where}: config.json lacks {exc}") from None
+
+
+def _loaded(model: nn.Module, cfg: Config, data: DataMeta, record: dict, path: Path, ema: bool,
+            device: str | torch.device, k: float | None) -> LoadedModel:
+    """The LoadedModel of weights already in ``model``; the diffusion spec is built from ``cfg``
+    (for an official model: its N' tokens, k' and the loglinear schedule)."""
+    device = torch.device(device)
     model.to(device).eval().requires_grad_(False)
     return LoadedModel(
         model=model, model_fn=make_model_fn(model, device), config=cfg, spec=diffusion_spec(cfg, data.num_tokens, k),
         data=data, trained_k=float(cfg.diffusion.k), device=device, step=int(record.get("step", 0)), ema=ema,
-        path=ckpt, record=record,
+        path=path, record=record,
     )

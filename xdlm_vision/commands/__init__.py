@@ -15,4 +15,5 @@ COMMANDS: dict[str, str] = {
     "sample": "sample",
     "edit": "edit",
     "demo": "demo",
+    "import-official": "import_official",
 }

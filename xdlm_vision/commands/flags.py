@@ -24,10 +24,12 @@ CFG_HELP = (
 def add_checkpoint(p: argparse.ArgumentParser, required: bool = True) -> None:
     if required:
         p.add_argument("--checkpoint", required=True, metavar="DIR",
-                       help="checkpoint step directory or run directory (its newest checkpoint)")
+                       help="checkpoint step directory or run directory (its newest checkpoint), or an "
+                            "official XDLM file (docs/official.md)")
     else:
         p.add_argument("--checkpoint", default=None, metavar="DIR",
-                       help="checkpoint step directory or run directory (default: the packaged digits checkpoint)")
+                       help="checkpoint step directory or run directory, or an official XDLM file "
+                            "(default: the packaged digits checkpoint)")
 
 
 def add_ema(p: argparse.ArgumentParser) -> None:

@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         written.append(save_strip(traj, decode, gif.with_suffix(".png"), max_columns=32))
         written.append(save_png(counts_plot(traj.counts, title=f"{traj.num_samples} images"),
                                 gif.with_name(gif.stem + "_counts.png")))
+    if hasattr(sm.tokenizer, "report"):  # an official model: its special ids are clamped before decoding
+        print(sm.tokenizer.report())
     k_note = "" if sm.space.k == sm.trained_k else f" (trained k {sm.trained_k})"
     print(f"sampled {args.num} images from {sm.path} (step {sm.step}, {'EMA' if sm.ema else 'raw'} weights) "
           f"with {args.sampler}, {args.steps} steps, cfg gamma {args.cfg} ({args.cfg_schedule}), "

@@ -75,6 +75,9 @@ def sampling_card(job: SamplingJob, lm) -> dict:
                       else "float32 forward, float64 sampler draws"),
         "seeds": {"base": job.seed, "rule": "image i uses its own torch.Generator seeded with seed + i"},
         "checkpoint": {"path": str(lm.path), "step": lm.step},
+        # the XDLM authors' models: the official process and how many sampled special ids were clamped
+        **({"official": {**lm.record["official"], "clamped_ids_this_run": getattr(lm.tokenizer, "clamped", None)}}
+           if "official" in lm.record else {}),
     }
 
 
