@@ -13,7 +13,14 @@ from xdlm_vision import sampling
 from xdlm_vision.cli import main
 from xdlm_vision.core import sample_prior, seeded_generators
 from xdlm_vision.errors import UserError
-from xdlm_vision.sampling.edit import EditOptions, canvas_steps, edit_steps, prepare_edit, run_edit
+from xdlm_vision.sampling.edit import (
+    EditOptions,
+    canvas_steps,
+    edit_steps,
+    model_image_size,
+    prepare_edit,
+    run_edit,
+)
 from xdlm_vision.sampling.edit_inputs import Outpaint, cells_from_pixels
 
 
@@ -233,3 +240,23 @@ def test_fit_and_mask_keep_thin_strokes_and_integer_upscales():
     wide = np.zeros((100, 200), np.uint8)
     wide[:, :50] = 255  # outside the centre crop of a 2:1 image
     assert not mask_tensor(Image.fromarray(wide), (200, 100), 8, 8).any()
+
+
+def test_edit_an_imported_official_model(tmp_path, capsys):
+    """Official checkpoints (official process: N + 2 data states) edit like any image model."""
+    ckpt = Path(__file__).parent / "data" / "xdlm_official_tiny" / "checkpoint.ckpt"
+    imported = tmp_path / "official"
+    assert main(["import-official", str(ckpt), "--out", str(imported)]) == 0
+    lm = sampling.load_for_sampling(imported, device="cpu")
+    _, height, width = model_image_size(lm)
+    rgb = (np.random.default_rng(1).random((height, width, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    mask[height // 2:] = 255
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    capsys.readouterr()
+    code, out, err = run_cli(["edit", "--checkpoint", str(imported), "--image", str(tmp_path / "in.png"), "--mask",
+                              str(tmp_path / "mask.png"), "--class", "1", "--cfg", "2", "--num", "2", "--steps", "3",
+                              "--out", str(tmp_path / "e.png"), "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "held tokens unchanged: 100.0%" in out
