@@ -16,6 +16,7 @@ from xdlm_vision.checkpoints.files import (
     load_weights,
     read_checkpoint_config,
     resolve_checkpoint_dir,
+    verify_checkpoint,
 )
 from xdlm_vision.config import Config, config_from_dict
 from xdlm_vision.data.meta import DataMeta
@@ -123,8 +124,12 @@ def load_checkpoint(
     try:
         cfg = config_from_dict(record["config"])
         data = DataMeta.from_dict(record["data"])
-    except (KeyError, TypeError) as exc:
+    except KeyError as exc:
         raise UserError(f"{flag} {ckpt}: config.json lacks {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{flag} {ckpt}: config.json has a malformed entry ({exc.__class__.__name__}: "
+                        f"{' '.join(str(exc).split())[:200]})") from None
+    step = verify_checkpoint(ckpt, record, flag=flag, weights=("ema.safetensors" if ema else "model.safetensors",))
     weights = ckpt / ("ema.safetensors" if ema else "model.safetensors")
     if not weights.is_file():
         raise UserError(f"{flag} {ckpt} has no {weights.name}; this checkpoint only supports "
@@ -134,6 +139,6 @@ def load_checkpoint(
     model.to(device).eval().requires_grad_(False)
     return LoadedModel(
         model=model, model_fn=make_model_fn(model, device), config=cfg, spec=diffusion_spec(cfg, data.num_tokens, k),
-        data=data, trained_k=float(cfg.diffusion.k), device=device, step=int(record.get("step", 0)), ema=ema,
+        data=data, trained_k=float(cfg.diffusion.k), device=device, step=step, ema=ema,
         path=ckpt, record=record,
     )

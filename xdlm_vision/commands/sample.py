@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "sample class-conditional images from a checkpoint (PNG grid, optional per-image PNGs and trajectory GIF)"
+MAX_NUM = 100_000  # images per call (the grid PNG holds them all)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from xdlm_vision.commands import flags
@@ -20,21 +21,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 0)")
     flags.add_cfg(parser)
     flags.add_sampler(parser, steps=8)
-    parser.add_argument("--num", type=int, default=16, help="number of images (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--num", type=flags.int_in(1, MAX_NUM), default=16,
+                        help=f"number of images, 1..{MAX_NUM} (default 16)")
+    flags.add_seed(parser, help="image i uses seed SEED+i (default 0)")
+    parser.add_argument("--batch-size", type=flags.int_in(1, 65536), default=64,
+                        help="images per forward pass (default 64)")
     flags.add_ema(parser)
     flags.add_k(parser)
-    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH",
+    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=flags.IN_PATH,
                         help="VQ tokenizer weights to decode with (replaces the path recorded in the checkpoint)")
-    parser.add_argument("--out", default="samples.png", help="PNG grid to write (default samples.png)")
-    parser.add_argument("--save-dir", default=None, metavar="DIR",
+    parser.add_argument("--out", default="samples.png", type=flags.OUT_FILE,
+                        help="PNG grid to write (default samples.png)")
+    parser.add_argument("--save-dir", default=None, metavar="DIR", type=flags.OUT_DIR,
                         help="also write one PNG per image, named with its index, class and seed")
-    parser.add_argument("--trajectory", default=None, metavar="PATH.gif",
+    parser.add_argument("--trajectory", default=None, metavar="PATH.gif", type=flags.OUT_FILE,
                         help="write the per-step trajectory of the first images as an animated GIF, plus "
                              "PATH.png (strip: steps x samples) and PATH_counts.png (counts per step)")
-    parser.add_argument("--trajectory-samples", type=int, default=8,
-                        help="how many images the trajectory shows (default 8)")
+    parser.add_argument("--trajectory-samples", type=flags.int_in(1, 64), default=8,
+                        help="how many images the trajectory shows, 1..64 (default 8)")
     flags.add_device(parser)
 
 

@@ -82,7 +82,7 @@ def run_fid(args: FidJob) -> int:
         sh.check_run_setup(out, setup)
     state.wait_for_everyone()
     if not state.is_main_process:
-        sh.check_run_setup(out, setup)
+        sh.check_run_setup(out, setup, clean=False)
     t0 = time.time()
     prog = sh.sample_shards(sm, out, labels, seeds, opts, shard_size=args.shard_size, fmt=args.format,
                             batch_size=args.batch_size, rank=state.process_index, world=state.num_processes,
