@@ -396,6 +396,8 @@ def test_11_pickled_train_state_is_refused_without_unsafe_advice(run2, tmp_path)
 def test_11_argparse_errors_are_one_line():
     for argv in (["sample", "--bogus"], ["eval"], ["train"], ["nonsense"], ["sample", "--sampler", "x"]):
         one_error(*run_cli(*argv)[::2])
+    # digits-FID needs two samples: refused while parsing, naming --num (not after sampling)
+    one_error(*run_cli("eval", "digits", "--checkpoint", PKG, "--num", "1")[::2], "--num: must be within 2..")
 
 
 # 12 ------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from xdlm_vision.data.image_folder import (
 )
 from xdlm_vision.data.transforms import extraction_transform
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import clean_stale_temps
 
 VIEW_NAMES = ("center_crop", "center_crop_hflip")
 
@@ -211,6 +212,7 @@ def extract_codes(cfg: ExtractConfig, dist: Distributed | None = None) -> Extrac
     dist.wait_for_everyone()  # every process checked before anyone writes
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(out)  # hidden temporaries of a killed earlier run; never read
         if not (out / RUN_FILE).is_file():
             write_json_atomic(out / RUN_FILE, record)
     dist.wait_for_everyone()
