@@ -191,6 +191,14 @@ def test_3_metrics_lines_are_atomic_and_a_broken_last_line_is_repaired(tmp_path,
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 3]
 
 
+def test_12_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
+    from xdlm_vision.training.metrics import MetricsLogger
+
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(1, 6)))
+    MetricsLogger(tmp_path, tensorboard=False, after_step=3).log({"step": 4, "loss": 0.5})
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4]
+
+
 # 4 -------------------------------------------------------------------------------------------
 
 
@@ -409,6 +417,10 @@ def test_12_ignored_flags_become_errors(tmp_path):
     one_error(*run_cli("sample", "--tokenizer-checkpoint", tmp_path / "vq.pt", "--out", tmp_path / "g.png")[::2],
               "--tokenizer-checkpoint: this checkpoint decodes with the pixel tokenizer")
     one_error(*run_cli("sample", "--class", "3,,4", "--out", tmp_path / "g.png")[::2], "empty item")
+    one_error(*run_cli("sample", "--trajectory-samples", "4", "--out", tmp_path / "g.png")[::2],
+              "--trajectory-samples needs --trajectory")
+    one_error(*run_cli("eval", "fid", "--checkpoint", PKG, "--inception-weights", "x", "--reference", "x",
+                       "--sample-only", "--precision-recall", "--out", tmp_path / "f")[::2], "--precision-recall")
 
 
 def test_12_train_help_lists_every_preset(capsys):

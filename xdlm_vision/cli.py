@@ -23,7 +23,7 @@ from xdlm_vision.errors import EXIT_DIVERGED, EXIT_USER_ERROR, TrainingDiverged,
 from xdlm_vision.io import WRITE_ERRNOS
 
 
-class ArgumentError(Exception):
+class FlagError(Exception):
     """A flag argparse rejected; :func:`main` prints it as one line."""
 
 
@@ -31,7 +31,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``error: <prog>: <message>`` instead of the usage block."""
 
     def error(self, message: str):
-        raise ArgumentError(f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)")
+        raise FlagError(f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)")
 
 
 # advice that libraries attach to load errors and that we never pass on (it means: run the file's code)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except ArgumentError as exc:
+    except FlagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     if getattr(args, "_module", None) is None:

@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectory", default=None, metavar="PATH.gif", type=flags.OUT_FILE,
                         help="write the per-step trajectory of the first images as an animated GIF, plus "
                              "PATH.png (strip: steps x samples) and PATH_counts.png (counts per step)")
-    parser.add_argument("--trajectory-samples", type=flags.int_in(1, 64), default=8,
-                        help="how many images the trajectory shows, 1..64 (default 8)")
+    parser.add_argument("--trajectory-samples", type=flags.int_in(1, 64), default=None,
+                        help="how many images the trajectory shows, 1..64 (default 8; needs --trajectory)")
     flags.add_device(parser)
 
 
@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trajectory is not None and not str(args.trajectory).lower().endswith(".gif"):
         raise UserError(f"--trajectory must name a .gif file, got {args.trajectory!r}")
-    if args.trajectory_samples < 1:
-        raise UserError(f"--trajectory-samples must be >= 1, got {args.trajectory_samples}")
+    if args.trajectory_samples is not None and args.trajectory is None:
+        raise UserError("--trajectory-samples needs --trajectory PATH.gif (it sets how many images that shows)")
+    trajectory_samples = 8 if args.trajectory_samples is None else args.trajectory_samples
     device = sampling.resolve_device(args.device)
     sm = sampling.load_for_sampling(args.checkpoint, ema=args.ema, device=device, k=args.k,
                                     tokenizer_checkpoint=args.tokenizer_checkpoint)
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trajectory:
         from xdlm_vision.viz import TrajectoryRecorder
 
-        recorder = TrajectoryRecorder(sm.grid_shape, sm.mask_id, max_samples=args.trajectory_samples)
+        recorder = TrajectoryRecorder(sm.grid_shape, sm.mask_id, max_samples=trajectory_samples)
     tokens = sampling.generate(sm, labels, seeds, opts, batch_size=args.batch_size,
                                watch=recorder.watch if recorder else None, progress=True)
     images = sampling.decode_tokens(sm, tokens, args.batch_size)
