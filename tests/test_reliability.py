@@ -367,7 +367,7 @@ def test_10_stale_temporaries_are_removed_and_never_loaded(run2, tmp_path):
     stale = out / "checkpoints" / f".tmp_step_0000009_{dead}"
     shutil.copytree(out / "checkpoints" / "step_0000002", stale)
     (out / "samples").mkdir(exist_ok=True)
-    old_tmp = out / "samples" / ".step_0000001.png.abc.tmp"
+    old_tmp = out / "samples" / ".step_0000001.png.k3j_9x2a.tmp"  # as atomic_path names it
     old_tmp.write_bytes(b"x")
     os.utime(old_tmp, (0, 0))
     assert latest_checkpoint(out).name == "step_0000002"  # never loaded

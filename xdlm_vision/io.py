@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -164,6 +165,8 @@ def clean_stale_temps(folder: str | Path, patterns: tuple[str, ...] = STALE_PATT
     removed = []
     for pattern in patterns:
         for entry in folder.glob(pattern):
+            if pattern == ".*.tmp" and not re.fullmatch(r"\..+\.[a-z0-9_]{8}\.tmp", entry.name):
+                continue  # not a name atomic_path makes (``.<name>.<8 random chars>.tmp``): not ours
             tail = entry.name.rsplit("_", 1)[-1]
             if tail.isdigit() and _pid_alive(int(tail)):
                 continue

@@ -3,6 +3,11 @@
 ``add_*`` put a flag on a parser; :func:`check` validates every shared flag a parsed namespace
 holds and is called once by the CLI (:func:`xdlm_vision.cli.main`) before any command runs, so
 the library below receives values that are already in range.
+
+Every numeric flag of every command uses a bounded type (:func:`int_in`, :func:`float_in`,
+:data:`SEED`) and every output path :data:`OUT_FILE` / :data:`OUT_DIR` (checked with
+:func:`xdlm_vision.io.output_path_problem` while parsing, i.e. before any work); input paths use
+:data:`IN_PATH`. tests/test_hostile_inputs.py reads these types off the parsers to build its sweep.
 """
 
 from __future__ import annotations
