@@ -253,10 +253,15 @@ def train(
             bad = accel.reduce(bad, reduction="sum")
         if bad.item() > 0:
             bar.close()
-            where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+            if last_ckpt:
+                advice = (f"last good checkpoint: {last_ckpt}); resume with --resume after lowering optim.lr or "
+                          f"raising optim.warmup_steps")
+            else:  # nothing to resume from: do not suggest --resume
+                advice = ("no checkpoint was written yet); start again with a lower optim.lr or a higher "
+                          "optim.warmup_steps")
             raise TrainingDiverged(
                 f"training diverged: loss became {float(loss_sum)} at step {step}; stopped without applying it "
-                f"({where}); resume with --resume after lowering optim.lr or raising optim.warmup_steps"
+                f"({advice}"
             )
         grad_norm = accel.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         optimizer.step()
