@@ -53,7 +53,10 @@ def parse_classes(spec: str | int | Sequence[int], num: int, num_classes: int, s
         ids = [spec]
     elif isinstance(spec, str):
         try:
-            ids = [int(p) for p in spec.split(",") if p.strip() != ""]
+            parts = spec.split(",")
+            if any(p.strip() == "" for p in parts):
+                raise UserError(f"{flag} {spec!r} has an empty item; give ids separated by single commas (e.g. 3,4)")
+            ids = [int(p) for p in parts]
         except ValueError:
             raise UserError(f"{flag} must be a class id, a comma list of ids or 'random', got {spec!r}") from None
     else:
