@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from xdlm_vision.commands import flags
 
     flags.add_checkpoint(parser, required=False)
-    parser.add_argument("--image", required=True, metavar="PATH", help="the image to edit (PNG, JPEG, ...)")
-    parser.add_argument("--mask", default=None, metavar="PATH",
+    parser.add_argument("--image", required=True, metavar="PATH", type=flags.IN_PATH, help="the image to edit (PNG, JPEG, ...)")
+    parser.add_argument("--mask", default=None, metavar="PATH", type=flags.IN_PATH,
                         help="mask image of the same size as --image: white = regenerate, black = keep; a token "
                              "cell is regenerated if any of its pixels is white")
     parser.add_argument("--outpaint", default=None, metavar="SIDE:N",
@@ -29,24 +29,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class", dest="classes", default=None, metavar="ID|ID,ID,..|random",
                         help="class of the regenerated content (a comma list is cycled over --num); default: "
                              "unconditional (the null class), which allows no --cfg")
-    parser.add_argument("--strength", type=float, default=1.0, metavar="T",
+    parser.add_argument("--strength", type=flags.float_in(0.0, 1.0), default=1.0, metavar="T",
                         help="1 (default): the region starts from noise; T in (0, 1): from the input re-noised to "
                              "time T (variations, class swap; ancestral sampler); 0: the input unchanged")
-    parser.add_argument("--revise-border", type=int, default=0, metavar="PIXELS",
+    parser.add_argument("--revise-border", type=flags.int_in(0, 4096), default=0, metavar="PIXELS",
                         help="also let the sampler revise the held tokens within PIXELS of the region "
                              "(k > 0 models only; rounded up to whole token cells; default 0)")
     flags.add_cfg(parser)
     flags.add_sampler(parser, steps=8)
-    parser.add_argument("--num", type=int, default=4, help="number of edits, image i with seed SEED+i (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="edit i uses seed SEED+i (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--num", type=flags.int_in(1, 4096), default=4,
+                        help="number of edits, image i with seed SEED+i (1..4096, default 4)")
+    flags.add_seed(parser, help="edit i uses seed SEED+i (default 0)")
+    parser.add_argument("--batch-size", type=flags.int_in(1, 65536), default=64,
+                        help="images per forward pass (default 64)")
     flags.add_ema(parser)
     flags.add_k(parser)
-    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH",
+    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=flags.IN_PATH,
                         help="VQ tokenizer weights to encode/decode with (replaces the path recorded in the checkpoint)")
-    parser.add_argument("--out", default="edit.png",
+    parser.add_argument("--out", default="edit.png", type=flags.OUT_FILE,
                         help="PNG: the input with the region outlined, then every result (default edit.png)")
-    parser.add_argument("--trajectory", default=None, metavar="PATH.gif",
+    parser.add_argument("--trajectory", default=None, metavar="PATH.gif", type=flags.OUT_FILE,
                         help="also write the per-step trajectory as an animated GIF (the region outlined; held "
                              "tokens do not move), plus PATH.png (strip) and PATH_counts.png")
     flags.add_device(parser)

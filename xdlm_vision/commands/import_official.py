@@ -14,16 +14,17 @@ HELP = "convert an official XDLM checkpoint (.ckpt, state dict, EMA dict, safete
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE",
-                        help="official file: Lightning .ckpt, torch state dict or EMA dict, model.safetensors "
-                             "(+ config.json beside it) or a directory holding them")
-    parser.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to create (must be new)")
     from xdlm_vision.commands import flags
 
+    parser.add_argument("file", metavar="FILE", type=flags.IN_PATH,
+                        help="official file: Lightning .ckpt, torch state dict or EMA dict, model.safetensors "
+                             "(+ config.json beside it) or a directory holding them")
+    parser.add_argument("--out", required=True, metavar="DIR", type=flags.OUT_DIR,
+                        help="checkpoint directory to create (must be new)")
     flags.add_ema(parser)  # EMA is also what the official samplers use
     parser.add_argument("--algo", choices=["mdlm", "udlm", "xdlm", "gidd"], default=None,
                         help="the training algorithm when the file does not say (recorded as assumed)")
-    parser.add_argument("--k", type=float, default=None, metavar="K1",
+    parser.add_argument("--k", type=flags.float_in(0.0, 1.0), default=None, metavar="K1",
                         help="the official k1 in [0, 1] when the file does not say (recorded as assumed); "
                              "unlike sample/eval --k this is the file's k1, not an override")
 
