@@ -10,7 +10,6 @@ import torch
 from fashion_fixture import tiny_images, write_tiny_fashion
 
 from xdlm_vision import sampling
-from xdlm_vision.data.class_names import normalize_name, resolve_class
 from xdlm_vision.data.fashion import (
     DEFAULT_DIR,
     FASHION_CLASS_NAMES,
@@ -23,6 +22,7 @@ from xdlm_vision.data.fashion import (
     write_idx,
 )
 from xdlm_vision.errors import UserError
+from xdlm_vision.sampling.generate import normalize_name, resolve_class
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -123,6 +123,8 @@ def test_parse_classes_accepts_names_next_to_ids():
     assert sampling.parse_classes("Bag,2,trouser", 4, 10, class_names=names) == [8, 2, 1, 8]
     with pytest.raises(UserError, match="--class 'Hat' names no class"):
         sampling.parse_classes("Hat", 1, 10, class_names=names)
+    with pytest.raises(UserError, match="has an empty item"):  # the reliability check holds for names too
+        sampling.parse_classes("Sneaker,,Bag", 2, 10, class_names=names)
     # without names the old message stays
     with pytest.raises(UserError, match="must be a class id"):
         sampling.parse_classes("Sneaker", 1, 10)

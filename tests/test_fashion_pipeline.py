@@ -13,8 +13,8 @@ from PIL import Image
 from xdlm_vision.cli import main
 from xdlm_vision.config import load_config
 from xdlm_vision.data.fashion import DEFAULT_DIR
+from xdlm_vision.data.registry import data_meta
 from xdlm_vision.errors import UserError
-from xdlm_vision.training.build import data_meta
 
 VQ = {"base_channels": 8, "ch_mult": "[1,1,2]", "norm_groups": 4, "z_channels": 8, "codebook_dim": 4,
       "encoder_res_blocks": 1, "decoder_res_blocks": 1, "batch_size": 8, "steps": 4, "warmup_steps": 1,
@@ -131,7 +131,7 @@ def test_preset_meta_without_data_and_clear_errors(tmp_path):
     cfg = load_config("fashion")
     meta = data_meta(cfg)
     assert meta.num_tokens == 512 and meta.grid_shape == (8, 8) and meta.class_names[9] == "Ankle boot"
-    from xdlm_vision.training.build import build_data
+    from xdlm_vision.data.registry import build_data
 
     with pytest.raises(UserError, match="tokenizer.path"):
         build_data(cfg)
@@ -180,7 +180,7 @@ def test_packaged_fashion_classifier_accuracy_on_the_real_test_split():
 
 
 def test_demo_sampler_streams_a_fashion_checkpoint(run_dir):
-    from xdlm_vision.viz.gradio_app import DemoSampler
+    from xdlm_vision.demo.app import DemoSampler
 
     out, _ = run_dir
     demo = DemoSampler.from_checkpoint(out, device="cpu")
@@ -188,3 +188,32 @@ def test_demo_sampler_streams_a_fashion_checkpoint(run_dir):
     frames = list(demo.stream(label=7, cfg=1.0, steps=3, sampler="ancestral", seed=0, num_images=2))
     assert len(frames) == 3 and frames[-1].final is not None and frames[0].final is None
     assert frames[-1].final.size[0] >= 64  # 32x32 images, upscaled and tiled
+
+
+def test_edit_a_fashion_model_by_class_name(run_dir, tmp_path, capsys):
+    """`xdlm-vision edit` on the one-channel fashion VQ model: the mask maps to 4x4-pixel VQ cells,
+    held codes stay exactly, and --class takes a garment name."""
+    import numpy as np
+
+    from xdlm_vision import sampling
+    from xdlm_vision.data.fashion import load_fashion_split
+    from xdlm_vision.sampling.edit import EditOptions, prepare_edit, run_edit
+
+    out, data_dir = run_dir
+    image = tmp_path / "garment.png"
+    Image.fromarray(load_fashion_split("test", data_dir).images[0].numpy()).save(image)  # 28x28 grey
+    mask = np.zeros((28, 28), np.uint8)
+    mask[:, 14:] = 255  # right half
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    lm = sampling.load_for_sampling(out, device="cpu")
+    job = prepare_edit(lm, Image.open(image), Image.open(tmp_path / "mask.png"))
+    assert job.keep.shape == (8, 8) and 0 < int((~job.keep).sum()) < 64
+    result = run_edit(lm, job, [7, 9], [0, 1], sampling.SamplingOptions(steps=2, cfg=1.0), EditOptions())
+    assert result.held_unchanged == 1.0 and result.num_held == int(job.keep.sum())
+    assert sampling.decode_tokens(lm, result.tokens).shape == (2, 1, 32, 32)
+    sheet = tmp_path / "edit.png"
+    assert main(["edit", "--checkpoint", str(out), "--image", str(image), "--mask", str(tmp_path / "mask.png"),
+                 "--class", "Sneaker", "--cfg", "1", "--num", "2", "--steps", "2", "--out", str(sheet),
+                 "--device", "cpu"]) == 0
+    assert "held tokens unchanged: 100.0%" in capsys.readouterr().out
+    assert Image.open(sheet).width > 2 * Image.open(sheet).height  # the input then two results in one row

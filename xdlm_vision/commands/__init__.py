@@ -14,5 +14,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "train-tokenizer": "train_tokenizer",
     "sample": "sample",
+    "edit": "edit",
     "demo": "demo",
+    "import-official": "import_official",
 }

@@ -1,4 +1,4 @@
-"""``xdlm-vision train digits|cifar10|imagenet|PATH.yaml [key=value ...] [--out DIR] [--resume] [--dry-run]``
+"""``xdlm-vision train digits|fashion|cifar10|imagenet|PATH.yaml [key=value ...] [--out DIR] [--resume] [--dry-run]``
 
 Multi-process / multi-GPU: ``accelerate launch --multi_gpu --num_processes P -m xdlm_vision.cli train ...``
 (also on a CPU-only machine: without CUDA the processes train on the CPU through gloo).
@@ -10,41 +10,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "train a class-conditional XDLM model from a preset (digits, fashion, cifar10, imagenet) or a YAML file"
+HELP = "train a class-conditional XDLM model (or a text LM) from a shipped preset or a YAML file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from xdlm_vision.commands import flags
+    from xdlm_vision.config import preset_names
+
+    presets = ", ".join(preset_names())
     parser.add_argument("config", metavar="PRESET|PATH.yaml",
-                        help="a shipped preset (digits, cifar10, imagenet) or a YAML config file")
+                        help=f"a shipped preset ({presets}) or a YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted overrides, e.g. optim.lr=1e-3 diffusion.k=0 training.steps=2000")
-    parser.add_argument("--out", default=None,
+    parser.add_argument("--out", default=None, type=flags.OUT_DIR,
                         help="run directory for checkpoints/, samples/ and metrics.jsonl (default runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved config and the parameter count, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH",
+    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=flags.IN_PATH,
                         help="VQ weights to train over (same as tokenizer.path=PATH; fashion: skips stage 1)")
 
 
 def default_out(config: str) -> Path:
     return Path("runs") / Path(config).stem
-
-
-def count_model_parameters(cfg) -> int:
-    """Parameter count of ``cfg``'s backbone, built on the meta device (no memory, no data)."""
-    import torch
-
-    from xdlm_vision.backbones import count_parameters
-    from xdlm_vision.training.build import build_model, data_meta
-
-    meta = data_meta(cfg)
-    try:
-        with torch.device("meta"):
-            return count_parameters(build_model(cfg, meta))
-    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: build for real
-        return count_parameters(build_model(cfg, meta))
 
 
 def _warn_single_process_cpu_launch() -> None:
@@ -61,28 +50,36 @@ def _warn_single_process_cpu_launch() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xdlm_vision.build import count_model_parameters
     from xdlm_vision.config import config_to_yaml, load_config
+    from xdlm_vision.data.registry import data_meta
+    from xdlm_vision.errors import UserError
+    from xdlm_vision.io import output_path_problem
 
     overrides = list(args.overrides)
     if args.tokenizer_checkpoint:
         overrides.append(f"tokenizer.path={args.tokenizer_checkpoint}")
     cfg = load_config(args.config, overrides)
     out = Path(args.out) if args.out else default_out(args.config)
+    problem = output_path_problem(out, "dir")
+    if problem:
+        raise UserError(f"--out {str(out)!r} {problem}")
+    from xdlm_vision.config import check_sampling_classes
+
+    meta = data_meta(cfg)
+    check_sampling_classes(cfg, meta.num_classes)  # before any work: a typo must not cost a finished run
     if args.dry_run:
         print(config_to_yaml(cfg), end="")
-        n = count_model_parameters(cfg)
+        n = count_model_parameters(cfg, meta)
         print(f"# model: {cfg.model.kind} {cfg.model.size}, {n:,} parameters ({n / 1e6:.2f}M)")
         print(f"# output: {out}")
         return 0
 
     _warn_single_process_cpu_launch()
-    if cfg.data.name == "fashion":  # three stages: tokenizer, codes, DiT
-        from xdlm_vision.training.fashion_entry import train_fashion
+    if cfg.data.name == "fashion":  # three stages: tokenizer, codes, DiT (xdlm_vision/training/fashion.py)
+        from xdlm_vision.training.fashion import train_fashion
 
-        run_result = train_fashion(cfg, out, resume=args.resume, progress=not args.no_progress)
-        result = run_result.dit
-        print(f"stages: tokenizer {run_result.tokenizer_seconds:.0f} s, codes {run_result.codes_seconds:.0f} s, "
-              f"DiT {result.wall_seconds:.0f} s; total {run_result.wall_seconds:.0f} s; tokenizer {run_result.tokenizer}")
+        result = train_fashion(cfg, out, resume=args.resume, progress=not args.no_progress).dit
     else:
         from xdlm_vision.training.trainer import train
 

@@ -14,47 +14,42 @@ HELP = "train the Fashion-MNIST VQ tokenizer (LlamaGen architecture) and report 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from xdlm_vision.commands import flags
+
     parser.add_argument("dataset", choices=["fashion"], help="the dataset to train on (fashion)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="VQTrainSettings fields, e.g. steps=2000 batch_size=64 codebook_size=1024")
-    parser.add_argument("--out", default="runs/fashion-vq", help="output folder (default runs/fashion-vq)")
-    parser.add_argument("--data-dir", default=None,
+    parser.add_argument("--out", default="runs/fashion-vq", type=flags.OUT_DIR,
+                        help="output folder (default runs/fashion-vq)")
+    parser.add_argument("--data-dir", default=None, type=flags.IN_PATH,
                         help="folder of the four Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--report-only", action="store_true",
                         help="only evaluate OUT/tokenizer.safetensors on the test split (rewrites report.json)")
-    parser.add_argument("--max-eval-images", type=int, default=None, help="evaluate on the first N test images (default all 10,000)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--max-eval-images", type=flags.int_in(2), default=None,
+                        help="evaluate on the first N >= 2 test images (default all 10,000)")
+    parser.add_argument("--threads", type=flags.int_in(1, 1024), default=None,
+                        help="torch CPU threads, 1..1024 (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def parse_settings(overrides: list[str]):
     """``["steps=2000", ...]`` -> VQTrainSettings; UserError naming a bad key or value."""
-    import dataclasses
-
     import yaml
 
     from xdlm_vision.errors import UserError
-    from xdlm_vision.training.vq_trainer import VQTrainSettings
+    from xdlm_vision.training.vq_trainer import settings_from
 
-    fields = {f.name: f for f in dataclasses.fields(VQTrainSettings)}
     values = {}
     for text in overrides:
         key, sep, raw = text.partition("=")
-        if not sep or key not in fields:
-            raise UserError(f"tokenizer setting {text!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
-        value = yaml.safe_load(raw)
-        default = fields[key].default
-        if isinstance(default, tuple):
-            ok = isinstance(value, list) and all(isinstance(v, int) for v in value)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, type(default)) and not isinstance(value, bool)
-        if not ok:
-            raise UserError(f"tokenizer setting {key} expects {type(default).__name__}, got {raw!r}")
-        values[key] = value
-    return VQTrainSettings(**values)
+        if not sep or not key:
+            raise UserError(f"tokenizer setting {text!r}: expected KEY=VALUE")
+        try:
+            values[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UserError(f"tokenizer setting {text!r}: the value is not a number, list or word") from None
+    return settings_from(values, "tokenizer setting")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,11 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from xdlm_vision.training.vq_trainer import TOKENIZER_CONFIG, TOKENIZER_WEIGHTS, train_vq_tokenizer
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.max_eval_images is not None and args.max_eval_images < 2:
-        raise UserError(f"--max-eval-images must be >= 2, got {args.max_eval_images}")
     out = Path(args.out)
     if args.report_only:
         weights = out / TOKENIZER_WEIGHTS

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import write_bytes_atomic
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 APT_HINT = "apt-get install dataset-fashion-mnist"
@@ -141,11 +142,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     header = (0x0800 | array.ndim).to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     data = header + array.tobytes()
     path = Path(path)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb") as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
+    write_bytes_atomic(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
 
 
 def class_names() -> list[str]:

@@ -31,8 +31,8 @@ from xdlm_vision.data.codes import (
     tokens_path,
 )
 from xdlm_vision.data.fashion import FASHION_CLASS_NAMES, PADDED_SIDE, load_fashion_split, to_signed_padded
-from xdlm_vision.data.image_folder import write_json_atomic
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import write_json_atomic
 
 
 def fashion_codes_dirs(tokenizer_weights: str | Path, sha256: str) -> dict[str, Path]:

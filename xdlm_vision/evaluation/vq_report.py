@@ -15,12 +15,12 @@ and writes a PNG whose odd rows are real test images and even rows their reconst
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 
+from xdlm_vision.io import write_json_atomic
 from xdlm_vision.tokenizers.llamagen_vq import VQModel
 
 
@@ -113,5 +113,5 @@ def main_report(weights: str | Path, config: str | Path, out: str | Path | None 
     tok = load_llamagen_tokenizer(weights, str(config))
     report = evaluate_tokenizer(tok.model, out, data_dir=data_dir, max_images=max_images)
     if out is not None:
-        (Path(out) / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_json_atomic(Path(out) / "report.json", report)
     return report

@@ -23,6 +23,7 @@ Layout of ``OUT``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -35,12 +36,20 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from xdlm_vision.data.fashion_entry import TOKENIZER_CONFIG, TOKENIZER_WEIGHTS
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import (
+    append_line,
+    atomic_path,
+    replace_dir,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from xdlm_vision.tokenizers.llamagen_config import LlamaGenVQConfig
 from xdlm_vision.tokenizers.llamagen_vq import VQModel
 
-TOKENIZER_WEIGHTS = "tokenizer.safetensors"
-TOKENIZER_CONFIG = "tokenizer.json"
+__all__ = ["TOKENIZER_CONFIG", "TOKENIZER_WEIGHTS", "VQTrainSettings", "train_vq_tokenizer"]
 REPORT = "report.json"
 RECON_PNG = "reconstructions.png"
 CHECKPOINTS = "checkpoints"
@@ -73,11 +82,20 @@ class VQTrainSettings:
 
     def __post_init__(self) -> None:
         self.ch_mult = tuple(int(m) for m in self.ch_mult)
-        for name in ("steps", "batch_size", "codebook_size", "codebook_dim", "log_every", "ckpt_every"):
+        for name in ("steps", "batch_size", "codebook_size", "codebook_dim", "log_every", "ckpt_every",
+                     "base_channels", "z_channels", "norm_groups"):
             if getattr(self, name) < 1:
                 raise UserError(f"tokenizer setting {name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"tokenizer setting lr must be > 0, got {self.lr}")
+        for name in ("encoder_res_blocks", "decoder_res_blocks", "warmup_steps", "restart_every", "seed",
+                     "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise UserError(f"tokenizer setting {name} must be >= 0, got {getattr(self, name)}")
+        if not self.ch_mult or min(self.ch_mult) < 1:
+            raise UserError(f"tokenizer setting ch_mult must be a non-empty list of widths >= 1, got {list(self.ch_mult)}")
+        if not (self.lr > 0 and self.commitment >= 0 and self.codebook_weight >= 0 and 0 <= self.min_lr_ratio <= 1):
+            raise UserError("tokenizer settings need lr > 0, commitment >= 0, codebook_weight >= 0 and "
+                            f"0 <= min_lr_ratio <= 1; got {self.lr}, {self.commitment}, {self.codebook_weight}, "
+                            f"{self.min_lr_ratio}")
 
     def vq_config(self) -> LlamaGenVQConfig:
         """The LlamaGen architecture these settings describe (1 channel in and out)."""
@@ -88,6 +106,25 @@ class VQTrainSettings:
             codebook_l2_norm=True, codebook_show_usage=False, in_channels=1, out_channels=1,
             norm_groups=self.norm_groups,
         )
+
+
+def settings_from(values: dict, where: str = "tokenizer.train") -> VQTrainSettings:
+    """``{"steps": 2000, ...}`` -> VQTrainSettings after checking every key and value type;
+    UserError naming ``where`` (``tokenizer.train`` in a run config, or the command line)."""
+    fields = {f.name: f for f in dataclasses.fields(VQTrainSettings)}
+    for key, value in values.items():
+        if key not in fields:
+            raise UserError(f"{where} {key!r}: unknown key; choose from {', '.join(fields)}")
+        default = fields[key].default
+        if isinstance(default, tuple):
+            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, type(default)) and not isinstance(value, bool)
+        if not ok:
+            raise UserError(f"{where} {key} expects {type(default).__name__}, got {value!r}")
+    return VQTrainSettings(**values)
 
 
 class VQLosses(NamedTuple):
@@ -192,18 +229,25 @@ def latest_vq_checkpoint(out: Path) -> Path | None:
 
 def _save_checkpoint(out: Path, step: int, model: VQModel, optimizer, usage: torch.Tensor,
                      settings: VQTrainSettings, keep: int) -> Path:
+    """``OUT/checkpoints/step_XXXXXXX`` written beside itself and swapped in whole (xdlm_vision.io)."""
+    import io as _bytes_io
+
     from safetensors.torch import save_model
 
     final = _step_dir(out, step)
-    tmp = final.with_name(f".tmp_{final.name}_{os.getpid()}")
+    tmp = final.with_name(f".tmp_{final.name}_{os.getpid()}")  # a name io.clean_stale_temps knows
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "usage": usage.cpu(),
-                "settings": json.dumps(asdict(settings))}, tmp / "train_state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"))
+        buffer = _bytes_io.BytesIO()
+        torch.save({"step": step, "optimizer": optimizer.state_dict(), "usage": usage.cpu(),
+                    "settings": json.dumps(asdict(settings))}, buffer)
+        write_bytes_atomic(tmp / "train_state.pt", buffer.getvalue())
+        replace_dir(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     if keep > 0:
         older = sorted((p for p in final.parent.glob("step_*") if p != final), key=lambda p: p.name)
         for old in older[: max(0, len(older) - keep + 1)]:
@@ -215,12 +259,10 @@ def save_tokenizer(model: VQModel, out: Path) -> Path:
     """Final weights (safetensors, float32) + architecture JSON (the flat LlamaGenVQConfig form)."""
     from safetensors.torch import save_model
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{TOKENIZER_WEIGHTS}.tmp"
-    save_model(model, str(tmp))
-    os.chmod(tmp, 0o644)  # safetensors writes 0600; the weights are meant to be shared/packaged
-    os.replace(tmp, out / TOKENIZER_WEIGHTS)
-    (out / TOKENIZER_CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    with atomic_path(out / TOKENIZER_WEIGHTS, suffix=".safetensors") as tmp:
+        save_model(model, str(tmp))
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; the weights are meant to be shared/packaged
+    write_text_atomic(out / TOKENIZER_CONFIG, json.dumps(model.config.to_dict(), indent=2) + "\n")
     return out / TOKENIZER_WEIGHTS
 
 
@@ -309,8 +351,7 @@ def train_vq_tokenizer(
                       "psnr": psnr_from_mse(mse), "lr": lr_at_step(step, settings),
                       "images_per_s": window["n"] * settings.batch_size / elapsed,
                       "codes_restarted": window.get("restarts", 0)}
-            with log_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_line(log_path, json.dumps(record))
             bar.set_postfix(psnr=f"{record['psnr']:.1f}", img_s=f"{record['images_per_s']:.0f}", refresh=False)
             window = {"loss": 0.0, "mse": 0.0, "n": 0, "t": time.time()}
         bar.update(1)
@@ -330,7 +371,7 @@ def train_vq_tokenizer(
             report["train"] = {"steps": settings.steps, "batch_size": settings.batch_size,
                                "wall_seconds_last_invocation": round(wall, 1),
                                "images_per_second": round(ips, 1), "settings": asdict(settings)}
-            (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+            write_json_atomic(out / REPORT, report)
     return VQTrainResult(out, end, wall, ips, report)
 
 
