@@ -199,6 +199,11 @@ def memory(kind: str, shape, k: float, method: str) -> dict:
 # --- report -----------------------------------------------------------------------------------
 
 
+def _mem(probes: dict, method: str) -> str:
+    m = probes.get(method)
+    return f"{m['rss']:.3f} · {m['alloc']:.3f}" if m else "—"
+
+
 def loss_table(results: dict, mem: dict) -> list[str]:
     lines = [
         ("| shape (B, L, N) | XDLM fwd+bwd, ms | masked CE fwd+bwd, ms | ratio (target idle ≤ 1.6, loaded ≤ 2.0) "
@@ -207,11 +212,9 @@ def loss_table(results: dict, mem: dict) -> list[str]:
     ]
     for name, (shape, r) in results.items():
         m = mem.get(name, {})
-        mx, mc = m.get("xdlm"), m.get("masked_ce")
-        mem_x = f"{mx['rss']:.3f} · {mx['alloc']:.3f}" if mx else "—"
-        mem_c = f"{mc['rss']:.3f} · {mc['alloc']:.3f}" if mc else "—"
         lines.append(f"| {name} {shape} | {ms_spread(r['xdlm'])} | {ms_spread(r['masked_ce'])} | "
-                     f"**{spread(r['ratio'])}** | {max_over_min(r['xdlm']):.2f} | {mem_x} | {mem_c} |")
+                     f"**{spread(r['ratio'])}** | {max_over_min(r['xdlm']):.2f} | {_mem(m, 'xdlm')} | "
+                     f"{_mem(m, 'masked_ce')} |")
     return lines
 
 
@@ -225,15 +228,12 @@ def sampler_table(results: dict, mem: dict) -> list[str]:
     ]
     for name, (shape, r) in results.items():
         m = mem.get(name, {})
-        mx, mp = m.get("xdlm"), m.get("plain")
-        mem_x = f"{mx['rss']:.3f} · {mx['alloc']:.3f}" if mx else "—"
-        mem_p = f"{mp['rss']:.3f} · {mp['alloc']:.3f}" if mp else "—"
         spread_ours = max(max_over_min(r["ours_mean"]), r["ours_step_spread"])
         lines.append(
             f"| {name} {shape} | {ms_spread(r['ours_mean'])} | {ms_spread(r['plain_mean'])} | "
             f"**{spread(r['mean_ratio'])}** | {spread(r['worst_ratio'])} | "
             f"{statistics.median(r['ours_last']) * 1e3:.3g} · {statistics.median(r['plain_last']) * 1e3:.3g} | "
-            f"**{spread(r['last_ratio'])}** | {spread_ours:.2f} | {mem_x} | {mem_p} |"
+            f"**{spread(r['last_ratio'])}** | {spread_ours:.2f} | {_mem(m, 'xdlm')} | {_mem(m, 'plain')} |"
         )
     return lines
 

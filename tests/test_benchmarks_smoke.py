@@ -33,3 +33,11 @@ def test_bench_e2e_quick_prints_train_and_sampling_ratios():
     rows = [line for line in text.splitlines() if line.startswith("| quick")]
     assert len(rows) == 1 and rows[0].count("**") == 4  # the two ratios, bold
     assert "### loaded" not in text
+
+
+@pytest.mark.slow
+def test_bench_threads_quick_prints_every_policy_idle_and_loaded():
+    text = _run("bench_threads.py")
+    rows = [line for line in text.splitlines() if line.startswith("| idle") or line.startswith("| loaded")]
+    assert len(rows) == 6
+    assert any("| one thread | 1 |" in row for row in rows)
