@@ -267,8 +267,11 @@ def main() -> None:
         for name, shape in shapes.items():
             if args.only != "sampler":
                 mem_loss[name] = {m: memory("loss", shape, args.k, m) for m in ("xdlm", "masked_ce")}
+                print(f"memory, loss, {name}: {json.dumps(mem_loss[name])}", flush=True)
             if args.only != "loss":
                 mem_sampler[name] = {m: memory("sampler", shape, args.k, m) for m in ("xdlm", "plain")}
+                print(f"memory, sampler step, {name}: {json.dumps(mem_sampler[name])}", flush=True)
+        print()
 
     conditions = [("idle", None)] if args.no_load else [("idle", None), ("loaded", True)]
     for label, loaded in conditions:

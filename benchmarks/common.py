@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,12 +45,15 @@ def background_load(threads_: int = 2):
     """Run the background load in a subprocess for the duration of the block."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     proc = subprocess.Popen([sys.executable, "-c", LOAD_CODE.format(threads=threads_)], env=env)
+    # a plain SIGTERM would end this process without the cleanup below and orphan the load
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         time.sleep(2.0)  # let it start and spin up its threads
         yield proc
     finally:
         proc.kill()
         proc.wait()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def machine_line() -> str:
