@@ -20,10 +20,10 @@ LLAMAGEN_TINY = Path(__file__).parent / "data" / "llamagen_tiny"
 
 def write_tiny_checkpoint(out: Path, overrides=(), tokenizer_spec=None) -> Path:
     """A real checkpoint directory (untrained DiT-tiny on the digits meta), as the trainer writes it."""
+    from xdlm_vision.build import build_model
+    from xdlm_vision.checkpoints import checkpoint_record, save_checkpoint
     from xdlm_vision.config import load_config
-    from xdlm_vision.training.build import build_model, data_meta
-    from xdlm_vision.training.checkpoint import save_checkpoint
-    from xdlm_vision.training.trainer import checkpoint_meta
+    from xdlm_vision.data.registry import data_meta
 
     cfg = load_config("digits", ["model.size=DiT-tiny", *overrides])
     meta = data_meta(cfg)
@@ -32,7 +32,7 @@ def write_tiny_checkpoint(out: Path, overrides=(), tokenizer_spec=None) -> Path:
     with torch.no_grad():  # make the head non-trivial so samples depend on the weights
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    info = checkpoint_meta(cfg, meta, model)
+    info = checkpoint_record(cfg, meta, model)
     if tokenizer_spec is not None:
         info["tokenizer"] = tokenizer_spec
     return save_checkpoint(out, 7, model, model, info, {"step": torch.tensor(7)})
@@ -138,11 +138,16 @@ def assert_clean_error(capsys, args, needle, tmp_path):
         (["--class", "10"], "--class 10 is out of range: this checkpoint has 10 classes"),
         (["--class", "1,-1"], "--class -1 is out of range"),
         (["--class", "cat"], "--class must be a class id"),
-        (["--steps", "0"], "--steps must be >= 1"),
-        (["--cfg", "-0.5"], "--cfg must be a finite number >= 0"),
-        (["--cfg", "nan"], "--cfg must be a finite number >= 0"),
-        (["--num", "0"], "--num must be >= 1"),
-        (["--k", "1.5"], "--k must be within [0, 1]"),
+        (["--steps", "0"], "--steps: must be within 1..10000"),
+        (["--cfg", "-0.5"], "--cfg: must be a finite number in [0, 100]"),
+        (["--cfg", "nan"], "--cfg: must be a finite number in [0, 100]"),
+        (["--cfg", "1e308"], "--cfg: must be a finite number in [0, 100]"),
+        (["--num", "0"], "--num: must be within 1..100000"),
+        (["--k", "1.5"], "--k: must be a finite number in [0, 1]"),
+        (["--class", "3,,4"], "--class '3,,4' has an empty item"),
+        (["--seed", "99999999999999999999999"], "--seed: must be within 0..9223372036854775807"),
+        (["--device", "meta"], "--device 'meta': only auto, cpu and cuda"),
+        (["--device", "bogus"], "--device 'bogus' is not a device"),
         (["--trajectory", "x.mp4"], "--trajectory must name a .gif"),
     ],
 )

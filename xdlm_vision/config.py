@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xdlm_vision.config_types import build_dataclass, dataclass_keys, field_types
 from xdlm_vision.errors import UserError
-from xdlm_vision.text.config import TextConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -62,7 +61,7 @@ class ModelConfig:
 @dataclass
 class DiffusionConfig:
     k: float = 0.1  # uniform-noise share: 0 = MDLM, 0 < k < 1 = XDLM (paper: 0.1), 1 = UDLM
-    schedule: str = "linear"  # alpha_t schedule: linear (1 - t) | cosine
+    schedule: str = "linear"  # alpha_t schedule: linear (1 - t) | cosine | loglinear (1 - (1 - 1e-3) t)
 
 
 @dataclass
@@ -106,6 +105,27 @@ class SamplingConfig:
 
 
 @dataclass
+class TextConfig:
+    tokenizer: str = "byte"  # "byte" (256 bytes + end-of-text, N = 257) or a local HuggingFace tokenizer dir/json
+    seq_len: int = 128  # tokens per packed training sequence (the DiT's 1-D grid length)
+    text_field: str = "text"  # JSONL key holding the document text
+    label_field: str | None = None  # JSONL key of a class label to condition on (None = unconditional)
+    val_fraction: float = 0.05  # share of documents held out for validation (when data.val_path is unset)
+    split_seed: int = 0  # seed of the deterministic document-level train/validation split
+    max_documents: int | None = None  # use only the first this many documents (None = all); for quick runs
+
+
+def text_options(cfg) -> TextConfig:
+    """The ``text`` section of a run config, or the defaults when the config has none."""
+    section = getattr(cfg, "text", None)
+    if section is None:
+        return TextConfig()
+    if isinstance(section, dict):
+        return TextConfig(**section)
+    return section
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -118,91 +138,17 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# field introspection
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+# public API
 
 
 def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """All dotted keys of ``cls`` (``model.overrides`` accepts any sub-key)."""
-    keys = []
-    for name, tp in _field_types(cls).items():
-        if dataclasses.is_dataclass(tp):
-            keys.extend(valid_keys(tp, f"{prefix}{name}."))
-        else:
-            keys.append(f"{prefix}{name}")
-    return keys
-
-
-def _type_name(tp: Any) -> str:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return f"{_type_name(args[0])} or null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key)
-    ok = False
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value, ok = float(value), True
-    elif tp is str:
-        ok = isinstance(value, str)
-    elif tp is list:
-        ok = isinstance(value, (list, tuple))
-        value = list(value) if ok else value
-    elif tp is dict:
-        ok = isinstance(value, dict)
-    if not ok:
-        raise UserError(f"config key {key} expects {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def _unknown_key(key: str) -> UserError:
-    return UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    """Dataclass ``cls`` from a (possibly partial) nested dict, defaults filling the gaps."""
-    if not isinstance(raw, dict):
-        raise UserError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {raw!r}")
-    hints = _field_types(cls)
-    kwargs = {}
-    for name, value in raw.items():
-        key = f"{prefix}{name}"
-        if name not in hints:
-            raise _unknown_key(key)
-        tp = hints[name]
-        kwargs[name] = _build(tp, value, key + ".") if dataclasses.is_dataclass(tp) else _coerce(value, tp, key)
-    return cls(**kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-# public API
+    return dataclass_keys(cls, prefix)
 
 
 def config_from_dict(raw: dict) -> Config:
     """Validated :class:`Config` from a nested dict (missing keys take the defaults)."""
-    cfg = _build(Config, raw, "")
+    cfg = build_dataclass(Config, raw)
     validate(cfg)
     return cfg
 
@@ -242,16 +188,16 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
     cls: Any = Config
     node = raw
     for i, part in enumerate(parts):
-        hints = _field_types(cls) if cls is not None else None
+        hints = field_types(cls) if cls is not None else None
         if hints is not None and part not in hints:
-            raise _unknown_key(key)
+            raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
         last = i == len(parts) - 1
         if last:
             node[part] = value
             return
         tp = hints[part] if hints is not None else None
         if hints is not None and not dataclasses.is_dataclass(tp) and tp is not dict:
-            raise _unknown_key(key)
+            raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"config key {'.'.join(parts[: i + 1])} is not a section")
@@ -265,7 +211,7 @@ def _is_str_field(key: str) -> bool:
     for part in key.split("."):
         if not dataclasses.is_dataclass(cls):
             return False
-        tp = _field_types(cls).get(part)
+        tp = field_types(cls).get(part)
         if tp is None:
             return False
         cls = tp
@@ -299,9 +245,13 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
     if preset is not None:
         path = preset_path(preset)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise UserError(f"cannot parse config file {path}: {exc}") from None
+            raise UserError(f"cannot parse config file {path}: {' '.join(str(exc).split())}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"config file {path} is not UTF-8 text (a binary file?)") from None
+        except OSError as exc:
+            raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from None
         if not isinstance(raw, dict):
             raise UserError(f"config file {path} must hold a mapping of sections")
     for text in overrides:
@@ -314,8 +264,8 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
 
 _CHOICES = {
     "tokenizer.kind": ("pixel", "llamagen"),
-    "model.kind": ("dit", "unet"),
-    "diffusion.schedule": ("linear", "cosine"),
+    "model.kind": ("dit", "unet", "official_dit", "official_unet"),
+    "diffusion.schedule": ("linear", "cosine", "loglinear"),
     "optim.lr_schedule": ("constant", "cosine"),
     "training.mixed_precision": ("bf16", "fp16", "no"),
 }
@@ -328,8 +278,40 @@ def _get(cfg: Config, key: str) -> Any:
     return node
 
 
+MAX_SAMPLING_CFG = 100.0  # like the CLI's --cfg bound
+MAX_SEED = 2**63 - 1
+
+
+def _non_finite(cfg: Config) -> str | None:
+    """The first float field (dotted key) holding NaN or +-inf, if any."""
+    import math
+
+    for section in dataclasses.fields(cfg):
+        node = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(node):
+            continue
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                return f"{section.name}.{f.name}"
+    return None
+
+
+def check_sampling_classes(cfg: Config, num_classes: int) -> None:
+    """UserError unless every id of ``sampling.classes`` is a class of the dataset (checked before
+    training starts, so a typo never costs a finished run)."""
+    bad = [c for c in cfg.sampling.classes if not 0 <= c < num_classes]
+    if bad:
+        raise UserError(f"config key sampling.classes: {bad[0]} is not a class of {cfg.data.name} "
+                        f"({num_classes} classes: 0..{num_classes - 1})")
+
+
 def validate(cfg: Config) -> None:
     """Range and choice checks that types alone cannot express; raises UserError naming the key."""
+    bad_float = _non_finite(cfg)
+    if bad_float:
+        raise UserError(f"config key {bad_float} must be a finite number, got {_get(cfg, bad_float)!r}")
     for key, choices in _CHOICES.items():
         if _get(cfg, key) not in choices:
             raise UserError(f"config key {key} must be one of {', '.join(choices)}, got {_get(cfg, key)!r}")
@@ -339,7 +321,9 @@ def validate(cfg: Config) -> None:
         raise UserError(f"config key sampling.classes must be a list of class ids, got {cfg.sampling.classes!r}")
     checks = [
         ("diffusion.k", 0.0 <= cfg.diffusion.k <= 1.0, "in [0, 1]"),
-        ("optim.lr", cfg.optim.lr > 0, "> 0"),
+        ("optim.lr", 0 < cfg.optim.lr <= 10, "in (0, 10]"),
+        ("optim.eps", 0 < cfg.optim.eps <= 1, "in (0, 1]"),
+        ("optim.weight_decay", 0 <= cfg.optim.weight_decay <= 10, "in [0, 10]"),
         ("optim.betas", len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "two numbers in [0, 1)"),
         ("optim.warmup_steps", cfg.optim.warmup_steps >= 0, ">= 0"),
         ("optim.grad_clip", cfg.optim.grad_clip >= 0, ">= 0"),
@@ -357,8 +341,13 @@ def validate(cfg: Config) -> None:
         ("training.keep_checkpoints", cfg.training.keep_checkpoints >= 0, ">= 0"),
         ("sampling.num_steps", cfg.sampling.num_steps >= 1, ">= 1"),
         ("sampling.per_class", cfg.sampling.per_class >= 1, ">= 1"),
-        ("sampling.cfg", cfg.sampling.cfg >= 0, ">= 0"),
-        ("data.num_workers", cfg.data.num_workers >= 0, ">= 0"),
+        ("sampling.cfg", 0 <= cfg.sampling.cfg <= MAX_SAMPLING_CFG, f"in [0, {MAX_SAMPLING_CFG:g}]"),
+        ("sampling.num_steps", cfg.sampling.num_steps <= 10_000, "<= 10000"),
+        ("sampling.seed", 0 <= cfg.sampling.seed <= MAX_SEED, "in 0..2**63-1"),
+        ("training.seed", 0 <= cfg.training.seed <= MAX_SEED, "in 0..2**63-1"),
+        ("data.num_workers", 0 <= cfg.data.num_workers <= 256, "in 0..256"),
+        ("data.max_val_samples", cfg.data.max_val_samples is None or cfg.data.max_val_samples >= 1,
+         ">= 1 (or null for the whole split)"),
     ]
     for key, ok, what in checks:
         if not ok:

@@ -12,15 +12,35 @@ HELP = "interactive Gradio demo: pick a class, CFG, steps and sampler, watch the
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=None, metavar="DIR",
-                        help="checkpoint step dir or run dir (default: the packaged digits checkpoint)")
+    from xdlm_vision.commands import flags
+
+    flags.add_checkpoint(parser, required=False)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
-                        help="use the EMA weights (default) or the raw ones (--no-ema)")
-    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH",
+    parser.add_argument("--port", type=flags.int_in(1, 65535), default=7860, help="port, 1..65535 (default 7860)")
+    flags.add_ema(parser)
+    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=flags.IN_PATH,
                         help="VQ tokenizer weights to decode with (replaces the recorded path)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default auto)")
+    flags.add_device(parser)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """UserError unless this machine can listen on host:port (checked before the model loads)."""
+    import socket
+
+    from xdlm_vision.errors import UserError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise UserError(f"--host {host!r} is not a valid address or name ({exc})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise UserError(f"cannot listen on --host {host} --port {port}: {exc.strerror or exc} "
+                            f"(is the port in use, or the address not one of this machine?)") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be within 1..65535, got {args.port}")
-    from xdlm_vision.viz.gradio_app import launch
+    _check_listen(args.host, args.port)
+    from xdlm_vision.demo import launch
 
     launch(args.checkpoint, host=args.host, port=args.port, ema=args.ema,
            tokenizer_checkpoint=args.tokenizer_checkpoint, device=args.device)

@@ -20,8 +20,6 @@ Layout of ``OUT``::
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import atomic_path, write_json_atomic
 
 FORMATS = ("npz", "png")
 
@@ -66,22 +65,18 @@ def png_name(index: int, label: int, seed: int) -> str:
 
 
 def write_shard(path: Path, shard: Shard, seeds: Sequence[int], fmt: str) -> Path:
-    """Write one shard atomically (temporary name, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp_{path.name}_{os.getpid()}")
-    if fmt == "npz":
-        with open(tmp, "wb") as f:
-            np.savez(f, images=shard.images, labels=shard.labels, indices=shard.indices,
-                     seeds=np.asarray(seeds, dtype=np.int64))
-    else:
-        from PIL import Image
+    """Write one shard atomically (xdlm_vision.io.atomic_path)."""
+    with atomic_path(path) as tmp:
+        if fmt == "npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, images=shard.images, labels=shard.labels, indices=shard.indices,
+                         seeds=np.asarray(seeds, dtype=np.int64))
+        else:
+            from PIL import Image
 
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        for img, label, index, seed in zip(shard.images, shard.labels, shard.indices, seeds):
-            Image.fromarray(img).save(tmp / png_name(int(index), int(label), int(seed)))
-    os.replace(tmp, path)
+            tmp.mkdir()
+            for img, label, index, seed in zip(shard.images, shard.labels, shard.indices, seeds):
+                Image.fromarray(img).save(tmp / png_name(int(index), int(label), int(seed)))
     return path
 
 
@@ -116,21 +111,42 @@ def shard_is_complete(path: Path, fmt: str, expected: int) -> bool:
     return path.is_dir() and len(list(path.glob("*.png"))) == expected
 
 
-def check_run_setup(out: Path, setup: dict) -> None:
-    """Record the sampling setup in OUT/run.json, or refuse to mix shards of a different setup."""
+def check_run_setup(out: Path, setup: dict, clean: bool = True) -> None:
+    """Record the sampling setup in OUT/run.json, or refuse to mix shards of a different setup.
+
+    A run.json without any shard beside it (an earlier run stopped before its first shard) or an
+    unreadable one with no shards is simply replaced; stale hidden temporaries are removed first.
+    """
+    from xdlm_vision.io import clean_stale_temps
+
     path = out / "run.json"
+    if clean:  # the main process only: another may be writing a shard already
+        clean_stale_temps(out)
+        clean_stale_temps(out / "shards")
+    has_shards = (out / "shards").is_dir() and any((out / "shards").glob("shard_*"))
     if path.is_file():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+            if not isinstance(old, dict):
+                raise TypeError("not a JSON object")
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            if has_shards:
+                raise UserError(f"--out {out}: run.json is unreadable ({exc.__class__.__name__}) but shards exist; "
+                                "use a new --out") from None
+            old = setup
         diff = sorted(k for k in set(old) | set(setup) if old.get(k) != setup.get(k))
+        if diff and not has_shards:
+            write_json_atomic(path, setup)
+            return
+        if not diff and old is setup:
+            write_json_atomic(path, setup)
+            return
         if diff:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {setup.get(k)!r}" for k in diff[:4])
             raise UserError(f"--out {out} holds samples of a different setup ({details}); "
                             "use a new --out or the original flags")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".run.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(setup, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, setup)
 
 
 @dataclass
@@ -193,9 +209,8 @@ def write_adm_npz(path: Path, shards: Iterator[Shard], num: int, image_shape: tu
 
     Written entry by entry (ZIP64, no compression) so 50,000 ImageNet images never sit in memory.
     """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     labels = []
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         with zf.open("arr_0.npy", "w", force_zip64=True) as f:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
                       "shape": (num, *image_shape)}
@@ -211,5 +226,4 @@ def write_adm_npz(path: Path, shards: Iterator[Shard], num: int, image_shape: tu
             raise UserError(f"expected {num} images in the shards, found {count}")
         with zf.open("arr_1.npy", "w") as f:
             np.lib.format.write_array(f, np.concatenate(labels).astype(np.int64))
-    os.replace(tmp, path)
     return path

@@ -1,7 +1,8 @@
 """The Gradio demo: sample class-conditional images and watch every step of the sampler.
 
-Served by ``xdlm-vision demo`` (and ``apps/xdlm_demo.py``). It lives inside the package so that
-the installed command works without the repository checkout; gradio is imported only in
+Served by ``xdlm-vision demo`` (and ``apps/xdlm_demo.py``). It is an app on top of sampling and viz
+(docs/architecture.md) and lives inside the package so that the installed command works without the
+repository checkout; gradio is imported only in
 :func:`build_demo` / :func:`launch`.
 
 The sampling side (:class:`DemoSampler`) has no gradio dependency: ``stream(...)`` validates the
@@ -22,8 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from xdlm_vision.errors import UserError
-
-SAMPLER_CHOICES = ("ancestral", "confidence")
+from xdlm_vision.sampling.generate import SAMPLER_CHOICES
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class DemoLimits:
     max_cfg: float = 20.0  # guidance gamma (XDLM convention), lower bound 0
     max_seed: int = 2**31 - 1  # seeds are 0..max_seed
     max_frames: int = 100  # frames streamed per request (long runs show every k-th step + the last)
+    max_work: int = 4096  # steps x images per request (64 images x 64 steps, or 4 images x 1000 steps)
+    max_requests_per_client: int = 4  # requests one client (IP) may run per window; more are refused at once
+    client_window_s: float = 60.0  # that window, in seconds
 
 
 @dataclass
@@ -92,7 +95,39 @@ def validate_request(limits: DemoLimits, num_classes: int, label, cfg, steps, sa
     num_i = _as_int(num_images, "number of images")
     if not 1 <= num_i <= limits.max_images:
         raise UserError(f"number of images must be within 1..{limits.max_images}, got {num_i}")
+    if steps_i * num_i > limits.max_work:
+        raise UserError(f"steps x images must be at most {limits.max_work} per request, got {steps_i} x {num_i} = "
+                        f"{steps_i * num_i}; lower the steps or the number of images")
     return DemoRequest(label_i, cfg_f, steps_i, sampler, seed_i, num_i)
+
+
+class ClientBudget:
+    """At most ``limits.max_requests_per_client`` requests per client in any ``client_window_s``
+    seconds: a client that fills the queue gets its extra requests refused as soon as they are
+    dequeued (no sampling), so one client cannot hold the single worker for long."""
+
+    def __init__(self, limits: DemoLimits) -> None:
+        import threading
+
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._times: dict[str, list[float]] = {}
+
+    def admit(self, client: str, now: float | None = None) -> None:
+        """Record a request of ``client``; UserError if it is over its budget."""
+        import time
+
+        now = time.monotonic() if now is None else now
+        window = self.limits.client_window_s
+        with self._lock:
+            recent = [t for t in self._times.get(client, []) if now - t < window]
+            if len(recent) >= self.limits.max_requests_per_client:
+                self._times[client] = recent
+                raise UserError(f"too many requests from this client: at most {self.limits.max_requests_per_client} "
+                                f"every {window:g} s; try again shortly")
+            self._times[client] = [*recent, now]
+            if len(self._times) > 10_000:  # forget idle clients
+                self._times = {c: ts for c, ts in self._times.items() if ts and now - ts[-1] < window}
 
 
 def shown_steps(num_steps: int, max_frames: int) -> set[int]:
@@ -141,7 +176,7 @@ class DemoSampler:
         show = shown_steps(req.steps, self.limits.max_frames)
         counts = []
         for st in sampler_steps(self.sm, [req.label] * req.num_images, seeds, opts):
-            frame = frame_from_step(st, self.sm.grid_shape, self.sm.mask_id)
+            frame = frame_from_step(st, self.sm.grid_shape, self.sm.space.mask_id)
             counts.append(frame.counts)
             if st.step not in show:
                 continue
@@ -165,65 +200,49 @@ tokens changed: <span style="color:#00c800">green</span> mask → token,
 CFG is γ in the XDLM convention (γ = 0: plain conditional; LlamaGen/DiT scale = 1 + γ)."""
 
 
-def build_demo(sampler: DemoSampler):
-    """The gr.Blocks app (queue: one sampling job at a time)."""
+def build_sample_tab(sampler: DemoSampler) -> None:
+    """Add the sampling tab's components and events to the enclosing gr.Blocks."""
     import gradio as gr
 
     lim = sampler.limits
     choices = sampler.class_choices
+    budget = ClientBudget(lim)
 
-    def run(label, cfg, steps, sampler_name, seed, num_images):
+    def run(label, cfg, steps, sampler_name, seed, num_images, request: gr.Request):
         try:
+            client = getattr(getattr(request, "client", None), "host", None) or "unknown"
+            validate_request(lim, sampler.sm.num_classes, label, cfg, steps, sampler_name, seed, num_images)
+            budget.admit(client)
             for f in sampler.stream(label, cfg, steps, sampler_name, seed, num_images):
                 yield f.state, f.overlay, f.plot, f.caption, f.final
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
-    with gr.Blocks(title="xdlm-vision demo") as demo:
-        gr.Markdown(INTRO)
-        with gr.Row():
-            with gr.Column(scale=1, min_width=260):
-                label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="class")
-                cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="cfg")
-                steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="steps")
-                sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
-                                        elem_id="sampler")
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
-                                 elem_id="seed")
-                num = gr.Slider(1, lim.max_images, value=16, step=1, label="number of images", elem_id="num")
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column(scale=3):
-                caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")
-                with gr.Row():
-                    state = gr.Image(label="current state (grey = masked)", type="pil", format="png",
-                                     interactive=False, elem_id="state")
-                    overlay = gr.Image(label="transitions of this step", type="pil", format="png",
-                                       interactive=False, elem_id="overlay")
-                with gr.Row():
-                    plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
-                                    elem_id="plot")
-                    final = gr.Image(label="final grid", type="pil", format="png", interactive=False,
-                                     elem_id="final")
-        button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num],
-                     outputs=[state, overlay, plot, caption, final], api_name="generate")
-    demo.queue(default_concurrency_limit=1, max_size=16)
-    return demo
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="class")
+            cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="cfg")
+            steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="steps")
+            sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
+                                    elem_id="sampler")
+            seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
+                             elem_id="seed")
+            num = gr.Slider(1, lim.max_images, value=16, step=1, label="number of images", elem_id="num")
+            button = gr.Button("Generate", variant="primary", elem_id="generate")
+        with gr.Column(scale=3):
+            caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")
+            with gr.Row():
+                state = gr.Image(label="current state (grey = masked)", type="pil", format="png",
+                                 interactive=False, elem_id="state")
+                overlay = gr.Image(label="transitions of this step", type="pil", format="png",
+                                   interactive=False, elem_id="overlay")
+            with gr.Row():
+                plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
+                                elem_id="plot")
+                final = gr.Image(label="final grid", type="pil", format="png", interactive=False,
+                                 elem_id="final")
+    button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num],
+                 outputs=[state, overlay, plot, caption, final], api_name="generate")
 
 
-def launch(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860,
-           block: bool = True, **load_kwargs):
-    """Load the checkpoint, build the app and serve it; returns the Blocks when ``block=False``."""
-    import os
-
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls from the server
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise UserError("the demo needs gradio: pip install 'xdlm-vision[demo]'") from None
-    from xdlm_vision.sampling import resolve_device
-
-    device = resolve_device(load_kwargs.pop("device", "auto"))
-    demo = build_demo(DemoSampler.from_checkpoint(checkpoint, device=device, **load_kwargs))
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,
-                show_error=True, quiet=not block)
-    return demo
