@@ -64,7 +64,7 @@ def test_apply_threads_sets_torch():
 
 
 def test_bad_threads_value_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--threads", "0", "sample"])
-    assert exc.value.code == 2
-    assert "--threads must be a positive integer or 'auto'" in capsys.readouterr().err
+    assert main(["--threads", "0", "sample"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")  # one line, no usage block
+    assert "--threads must be a positive integer or 'auto'" in err[0]
