@@ -17,7 +17,7 @@ import importlib
 import os
 import sys
 
-from xdlm_vision import __version__
+from xdlm_vision import __version__, threads
 from xdlm_vision.commands import COMMANDS, flags
 from xdlm_vision.errors import EXIT_DIVERGED, EXIT_USER_ERROR, TrainingDiverged, UserError
 from xdlm_vision.io import WRITE_ERRNOS
@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Class-conditional discrete diffusion (XDLM) over image tokens.",
     )
     parser.add_argument("--version", action="version", version=f"xdlm-vision {__version__}")
+    parser.add_argument(
+        "--threads",
+        type=threads.parse_threads,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch and the core's workers (default: auto = all cores this process may use)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = _load(name)
@@ -73,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    threads.prepare_environment()  # OMP_WAIT_POLICY=PASSIVE, before the commands import torch
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -82,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_module", None) is None:
         parser.print_help()
         return 2
+    threads.apply_threads(args.threads)
     try:
         flags.check(args)
         return int(args._module.run(args) or 0)
