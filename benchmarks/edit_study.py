@@ -39,13 +39,11 @@ def digits_data():
 
 
 def fashion_data(lm):
-    try:
-        from xdlm_vision.data.fashion import load_fashion_split
-        from xdlm_vision.evaluation.fashion_classifier import classify_fashion
-    except ImportError:
-        raise SystemExit("the fashion preset is not in this checkout yet") from None
+    from xdlm_vision.data.fashion import load_fashion_split, to_signed_padded
+    from xdlm_vision.evaluation.fashion_classifier import classify_fashion
+
     split = load_fashion_split("test")
-    images = torch.as_tensor(split.images[:1000]).float()
+    images = to_signed_padded(split.images[:1000])  # (1000, 1, 32, 32) in [-1, 1]: what the tokenizer was trained on
     with torch.no_grad():
         tokens = torch.cat([lm.tokenizer.encode(images[i:i + 200].to(lm.device)).cpu()
                             for i in range(0, len(images), 200)])

@@ -38,6 +38,6 @@ def test_bench_e2e_quick_prints_train_and_sampling_ratios():
 @pytest.mark.slow
 def test_bench_threads_quick_prints_every_policy_idle_and_loaded():
     text = _run("bench_threads.py")
-    rows = [line for line in text.splitlines() if line.startswith("| idle") or line.startswith("| loaded")]
+    rows = [line for line in text.splitlines() if line.startswith(("| idle", "| loaded"))]
     assert len(rows) == 6
     assert any("| one thread | 1 |" in row for row in rows)

@@ -28,8 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only evaluate OUT/tokenizer.safetensors on the test split (rewrites report.json)")
     parser.add_argument("--max-eval-images", type=flags.int_in(2), default=None,
                         help="evaluate on the first N >= 2 test images (default all 10,000)")
-    parser.add_argument("--threads", type=flags.int_in(1, 1024), default=None,
-                        help="torch CPU threads, 1..1024 (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -55,14 +53,10 @@ def parse_settings(overrides: list[str]):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from xdlm_vision.errors import UserError
     from xdlm_vision.evaluation.vq_report import main_report
     from xdlm_vision.training.vq_trainer import TOKENIZER_CONFIG, TOKENIZER_WEIGHTS, train_vq_tokenizer
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     out = Path(args.out)
     if args.report_only:
         weights = out / TOKENIZER_WEIGHTS
