@@ -44,7 +44,7 @@ def _columns_of(image: Image.Image) -> list[tuple[int, int]]:
                 ranges.append((start, x - blank + 1))
                 start, blank = None, 0
     if start is not None:
-        ranges.append((start, len(busy)))
+        ranges.append((start, len(busy) - blank))
     return ranges
 
 
