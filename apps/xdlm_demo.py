@@ -5,7 +5,7 @@ Run it either way (identical):
     xdlm-vision demo [--checkpoint DIR] [--host 127.0.0.1] [--port 7860]
     python apps/xdlm_demo.py [--checkpoint DIR] [--host 127.0.0.1] [--port 7860]
 
-The app itself lives in :mod:`xdlm_vision.viz.gradio_app` so that the installed ``xdlm-vision demo``
+The app itself lives in :mod:`xdlm_vision.demo` so that the installed ``xdlm-vision demo``
 works without this checkout; this file is the repository's entry point (and ``gradio
 apps/xdlm_demo.py`` reload mode, which looks for the module-level ``demo``, when XDLM_DEMO_RELOAD=1).
 Without ``--checkpoint`` the digits checkpoint packaged with xdlm-vision is served.
@@ -21,6 +21,6 @@ if __name__ == "__main__":
 
     sys.exit(main(["demo", *sys.argv[1:]]))
 elif os.environ.get("XDLM_DEMO_RELOAD"):  # `gradio apps/xdlm_demo.py` imports the module and serves `demo`
-    from xdlm_vision.viz.gradio_app import DemoSampler, build_demo
+    from xdlm_vision.demo import DemoSampler, build_demo
 
     demo = build_demo(DemoSampler.from_checkpoint(os.environ.get("XDLM_DEMO_CHECKPOINT") or None))

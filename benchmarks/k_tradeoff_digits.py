@@ -52,8 +52,8 @@ def parse_args() -> argparse.Namespace:
 
 def train_model(k: float, steps: int, batch: int, seed: int, out: Path) -> tuple[Path, float]:
     """Train (or reuse) the digits preset with diffusion.k = k; returns (checkpoint dir, train seconds)."""
+    from xdlm_vision.checkpoints import latest_checkpoint
     from xdlm_vision.config import load_config
-    from xdlm_vision.training.checkpoint import latest_checkpoint
     from xdlm_vision.training.trainer import train
 
     done = out / "train_seconds.json"
@@ -74,17 +74,15 @@ def train_model(k: float, steps: int, batch: int, seed: int, out: Path) -> tuple
 
 def evaluate_model(ckpt: Path, args, sample_steps: list[int]) -> dict:
     from xdlm_vision.config import load_config
-    from xdlm_vision.core import get_schedule
+    from xdlm_vision.data.registry import build_data
     from xdlm_vision.evaluation.digits_metrics import digits_metrics, reference_digit_stats
     from xdlm_vision.evaluation.nelbo import monte_carlo_nelbo
     from xdlm_vision.sampling import SamplingOptions, generate, load_for_sampling, parse_classes, sample_seeds
-    from xdlm_vision.training.build import build_data
 
     sm = load_for_sampling(ckpt, ema=True, device="cpu", load_tokenizer=False)
     val = build_data(load_config("digits")).val  # the fixed 359-image validation split
     t0 = time.time()
-    est = monte_carlo_nelbo(sm.model_fn, val, sm.space, get_schedule(sm.schedule), num_t=args.num_t,
-                            seed=args.seed, batch_size=512)
+    est = monte_carlo_nelbo(sm.model_fn, val, sm.spec, num_t=args.num_t, seed=args.seed, batch_size=512)
     ref = reference_digit_stats("val")
     labels = parse_classes(",".join(str(c) for c in range(10)), args.num, 10)
     seeds = sample_seeds(args.seed, args.num)

@@ -10,12 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from xdlm_vision import checkpoints as ck
+from xdlm_vision.build import build_model
+from xdlm_vision.checkpoints import checkpoint_record
 from xdlm_vision.config import config_to_dict, load_config
+from xdlm_vision.data.registry import data_meta
 from xdlm_vision.errors import UserError
-from xdlm_vision.training import checkpoint as ck
-from xdlm_vision.training.build import build_model, data_meta
+from xdlm_vision.training import rng_state
 from xdlm_vision.training.ema import EMA
-from xdlm_vision.training.trainer import checkpoint_meta
 
 
 def _setup(seed=0):
@@ -36,8 +38,8 @@ def _setup(seed=0):
 
 def _save(out, step, cfg, meta, model, ema, opt, keep=0):
     state = {"step": step, "optimizer": opt.state_dict(), "ema_num_updates": ema.num_updates,
-             "rng": ck.capture_rng_state(), "data": {"epoch": 0, "batch": step}}
-    return ck.save_checkpoint(out, step, model, ema.shadow, checkpoint_meta(cfg, meta, model), state, keep=keep)
+             "rng": rng_state.capture_rng_state(), "data": {"epoch": 0, "batch": step}}
+    return ck.save_checkpoint(out, step, model, ema.shadow, checkpoint_record(cfg, meta, model), state, keep=keep)
 
 
 def test_layout_and_round_trip(tmp_path):
@@ -132,12 +134,12 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path):
     np.random.seed(2)
     random.seed(3)
     np.random.standard_normal()  # leaves a cached gaussian in numpy's state
-    torch.save(ck.capture_rng_state(), tmp_path / "rng.pt")
+    torch.save(rng_state.capture_rng_state(), tmp_path / "rng.pt")
     expected = (torch.rand(3), np.random.rand(3), random.random(), np.random.standard_normal())
     torch.manual_seed(99)
     np.random.seed(99)
     random.seed(99)
-    ck.restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    rng_state.restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     got = (torch.rand(3), np.random.rand(3), random.random(), np.random.standard_normal())
     assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1])
     assert expected[2] == got[2] and expected[3] == got[3]

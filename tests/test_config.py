@@ -129,7 +129,8 @@ def test_dry_run_prints_resolved_config(preset, capsys):
 
 def test_dry_run_parameter_count_matches_a_real_build(capsys):
     from xdlm_vision.backbones import count_parameters
-    from xdlm_vision.training.build import build_model, data_meta
+    from xdlm_vision.build import build_model
+    from xdlm_vision.data.registry import data_meta
 
     assert main(["train", "digits", "model.size=DiT-tiny", "--dry-run"]) == 0
     cfg = load_config("digits", ["model.size=DiT-tiny"])

@@ -14,7 +14,6 @@ from xdlm_vision.core import (
     guided_logits,
 )
 from xdlm_vision.core.samplers.base import guided_model_call
-from xdlm_vision.errors import UserError
 
 
 def _probs_direct(cond: torch.Tensor, null: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -73,12 +72,12 @@ def test_guidance_schedule_values():
 
 @pytest.mark.parametrize("gamma", [-0.1, -5.0, float("nan"), float("inf"), -float("inf")])
 def test_guidance_schedule_rejects_bad_gamma(gamma):
-    with pytest.raises(UserError, match="gamma"):
+    with pytest.raises(ValueError, match="gamma"):
         GuidanceSchedule(gamma)
 
 
 def test_guidance_schedule_rejects_unknown_kind():
-    with pytest.raises(UserError, match="schedule"):
+    with pytest.raises(ValueError, match="schedule"):
         GuidanceSchedule(1.0, "cosine")
 
 

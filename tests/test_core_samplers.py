@@ -15,7 +15,6 @@ from xdlm_vision.core import (
     seeded_generators,
 )
 from xdlm_vision.core.samplers.confidence import masks_left
-from xdlm_vision.errors import UserError
 
 SAMPLERS = {"ancestral": ancestral_sampler, "confidence": confidence_sampler}
 
@@ -507,7 +506,7 @@ def test_bad_arguments_raise_user_error(name):
         {"cfg": float("nan")},
         {"generator": seeded_generators([1, 2, 3])},
     ]:  # one generator per sample
-        with pytest.raises(UserError):
+        with pytest.raises(ValueError):
             sample(SAMPLERS[name](model, **{**base, **bad}))
     if name == "confidence":
         for bad in [
@@ -517,14 +516,14 @@ def test_bad_arguments_raise_user_error(name):
             {"refine_fraction": 1.5},
             {"confidence_noise": -0.1},
         ]:
-            with pytest.raises(UserError):
+            with pytest.raises(ValueError):
                 sample(confidence_sampler(model, **{**base, **bad}))
 
 
 def test_sample_of_an_empty_stream_raises_user_error():
     from xdlm_vision.core import sample as drain
 
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         drain(iter([]))
 
 

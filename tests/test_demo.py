@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from xdlm_vision import sampling
+from xdlm_vision.demo import DemoLimits, DemoSampler, build_demo, shown_steps, validate_request
 from xdlm_vision.errors import UserError
 from xdlm_vision.viz import CREATED_RGB, REFINED_RGB, REMASKED_RGB, image_grid
-from xdlm_vision.viz.gradio_app import DemoLimits, DemoSampler, build_demo, shown_steps, validate_request
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 

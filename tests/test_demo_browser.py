@@ -111,7 +111,7 @@ def wait_for(pred, timeout: float, what: str):
 
 def test_one_generation_in_headless_chromium(tmp_path):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from xdlm_vision.viz.gradio_app import DemoSampler, build_demo
+    from xdlm_vision.demo import DemoSampler, build_demo
 
     demo = build_demo(DemoSampler.from_checkpoint(None, device="cpu"))
     with socket.socket() as s:

@@ -15,10 +15,10 @@ TINY = ["model.size=DiT-tiny", "training.batch_size=16", "training.tensorboard=f
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A random tiny digits checkpoint written with the trainer's checkpoint writer (no training)."""
+    from xdlm_vision.build import build_model
+    from xdlm_vision.checkpoints import checkpoint_record, save_checkpoint
     from xdlm_vision.config import load_config
-    from xdlm_vision.training.build import build_model, data_meta
-    from xdlm_vision.training.checkpoint import save_checkpoint
-    from xdlm_vision.training.trainer import checkpoint_meta
+    from xdlm_vision.data.registry import data_meta
 
     cfg = load_config("digits", TINY)
     meta = data_meta(cfg)
@@ -28,7 +28,7 @@ def ckpt(tmp_path_factory):
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     root = tmp_path_factory.mktemp("eval") / "run"
-    return save_checkpoint(root, 1, model, model, checkpoint_meta(cfg, meta, model), {"step": torch.tensor(1)})
+    return save_checkpoint(root, 1, model, model, checkpoint_record(cfg, meta, model), {"step": torch.tensor(1)})
 
 
 def nelbo_metrics(ckpt, out, *extra):
@@ -65,18 +65,20 @@ def test_nelbo_any_k_and_single_draw(ckpt, tmp_path):
 
 def test_monte_carlo_nelbo_matches_a_direct_loop():
     """The estimator is the core's NELBO averaged over tokens, replicate by replicate."""
-    from xdlm_vision.core import TokenSpace, corrupt, get_schedule, nelbo, sample_times
+    from xdlm_vision.core import DiffusionSpec, TokenSpace, corrupt, get_schedule, nelbo, sample_times
     from xdlm_vision.evaluation.nelbo import monte_carlo_nelbo, replicate_seed
 
     torch.manual_seed(0)
     space, sched = TokenSpace(5, 0.3), get_schedule("linear")
     table = torch.randn(6, 5)
 
-    def model_fn(z, labels):
+    def model_fn(z, labels, t):
+        assert labels is None and t is None  # unconditional, not time-conditioned
         return table[z]  # (B, L, 5): logits depend on the noisy token only
 
     data = [(torch.randint(0, 5, (3, 2)), 0) for _ in range(7)]
-    est = monte_carlo_nelbo(model_fn, data, space, sched, num_t=3, seed=5, batch_size=4, conditional=False)
+    spec = DiffusionSpec(space, sched, time_conditioning=False)
+    est = monte_carlo_nelbo(model_fn, data, spec, num_t=3, seed=5, batch_size=4, conditional=False)
     for r in range(3):
         total, count = 0.0, 0
         for b, start in enumerate(range(0, 7, 4)):

@@ -19,10 +19,10 @@ TINY = ["model.size=DiT-tiny", "training.batch_size=16", "training.tensorboard=f
 
 def make_checkpoint(root):
     """A random tiny digits checkpoint written with the trainer's own checkpoint writer (no training)."""
+    from xdlm_vision.build import build_model
+    from xdlm_vision.checkpoints import checkpoint_record, save_checkpoint
     from xdlm_vision.config import load_config
-    from xdlm_vision.training.build import build_model, data_meta
-    from xdlm_vision.training.checkpoint import save_checkpoint
-    from xdlm_vision.training.trainer import checkpoint_meta
+    from xdlm_vision.data.registry import data_meta
 
     cfg = load_config("digits", TINY)
     meta = data_meta(cfg)
@@ -31,7 +31,7 @@ def make_checkpoint(root):
     with torch.no_grad():  # the zero-initialised head would make every prediction uniform
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return save_checkpoint(root, 1, model, model, checkpoint_meta(cfg, meta, model), {"step": torch.tensor(1)})
+    return save_checkpoint(root, 1, model, model, checkpoint_record(cfg, meta, model), {"step": torch.tensor(1)})
 
 
 @pytest.fixture(scope="module")

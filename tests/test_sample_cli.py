@@ -20,10 +20,10 @@ LLAMAGEN_TINY = Path(__file__).parent / "data" / "llamagen_tiny"
 
 def write_tiny_checkpoint(out: Path, overrides=(), tokenizer_spec=None) -> Path:
     """A real checkpoint directory (untrained DiT-tiny on the digits meta), as the trainer writes it."""
+    from xdlm_vision.build import build_model
+    from xdlm_vision.checkpoints import checkpoint_record, save_checkpoint
     from xdlm_vision.config import load_config
-    from xdlm_vision.training.build import build_model, data_meta
-    from xdlm_vision.training.checkpoint import save_checkpoint
-    from xdlm_vision.training.trainer import checkpoint_meta
+    from xdlm_vision.data.registry import data_meta
 
     cfg = load_config("digits", ["model.size=DiT-tiny", *overrides])
     meta = data_meta(cfg)
@@ -32,7 +32,7 @@ def write_tiny_checkpoint(out: Path, overrides=(), tokenizer_spec=None) -> Path:
     with torch.no_grad():  # make the head non-trivial so samples depend on the weights
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    info = checkpoint_meta(cfg, meta, model)
+    info = checkpoint_record(cfg, meta, model)
     if tokenizer_spec is not None:
         info["tokenizer"] = tokenizer_spec
     return save_checkpoint(out, 7, model, model, info, {"step": torch.tensor(7)})

@@ -20,7 +20,7 @@ def text_hooks():
     """The text mode is wired into the trainer (a ``text`` config section and data entry); run
     the tiny trainings on one thread so they stay fast on a shared 2-core machine."""
     from xdlm_vision import config as config_mod
-    from xdlm_vision.training import build
+    from xdlm_vision.data import registry as build
 
     assert "text" in {f.name for f in dataclasses.fields(config_mod.Config)}
     assert "text" in build.DATASETS
@@ -66,18 +66,29 @@ def test_sample_text_bad_flags_fail_cleanly(tiny_run, tmp_path, capsys):
     assert "unconditional" in capsys.readouterr().err
 
 
-def test_checkpoint_perplexity(tiny_run, tmp_path):
-    from xdlm_vision.text.perplexity import checkpoint_perplexity
+def checkpoint_perplexity(checkpoint, data_path=None, num_t=1, max_examples=None):
+    """What `eval nelbo` computes for a text checkpoint: its own split (or a file), packed as in training."""
+    from xdlm_vision.data.text.dataset import evaluation_set_from_spec
+    from xdlm_vision.evaluation.nelbo import monte_carlo_nelbo
+    from xdlm_vision.sampling import load_for_sampling
 
-    res = checkpoint_perplexity(tiny_run, num_time_samples=2, progress=False)
-    assert math.isfinite(res.nats_per_token) and 0 < res.nats_per_token < 2 * res.uniform_nats
-    assert res.perplexity == pytest.approx(math.exp(res.nats_per_token))
-    assert res.num_time_samples == 2 and res.num_tokens == res.num_sequences * 32
-    again = checkpoint_perplexity(tiny_run, num_time_samples=2, progress=False)
+    lm = load_for_sampling(checkpoint, device="cpu", load_tokenizer=False)
+    assert lm.is_text
+    dataset = evaluation_set_from_spec(lm.tokenizer_spec, data_path, lm.class_names)
+    return monte_carlo_nelbo(lm.model_fn, dataset, lm.spec, num_t=num_t, seed=0, batch_size=64,
+                             conditional=lm.num_classes > 0, max_examples=max_examples)
+
+
+def test_checkpoint_perplexity(tiny_run, tmp_path):
+    res = checkpoint_perplexity(tiny_run, num_t=2)
+    assert math.isfinite(res.nats_per_token) and 0 < res.nats_per_token < 2 * math.log(257)
+    assert res.perplexity_bound == pytest.approx(math.exp(res.nats_per_token))
+    assert res.num_t == 2 and res.num_tokens == res.num_examples * 32
+    again = checkpoint_perplexity(tiny_run, num_t=2)
     assert again == res  # seeded: the same figure every time
     (tmp_path / "held.txt").write_text("Return the sum of the items.\n\n" * 20)
-    other = checkpoint_perplexity(tiny_run, data_path=str(tmp_path / "held.txt"), progress=False)
-    assert other.num_sequences == (20 * len("Return the sum of the items.") + 20) // 32
+    other = checkpoint_perplexity(tiny_run, data_path=str(tmp_path / "held.txt"))
+    assert other.num_examples == (20 * len("Return the sum of the items.") + 20) // 32
 
 
 @pytest.mark.slow
@@ -96,11 +107,9 @@ def test_train_text_on_embedded_corpus_beats_uniform_guess(tmp_path, text_hooks,
     print(f"validation NELBO {bits:.3f} bits/token vs uniform {uniform_bits:.3f}")
     assert bits < uniform_bits - 2.5
 
-    from xdlm_vision.text.perplexity import checkpoint_perplexity
-
-    res = checkpoint_perplexity(out, max_sequences=128, progress=False)  # the full split, other seeds
+    res = checkpoint_perplexity(out, max_examples=128)  # the full split, other seeds
     assert abs(res.bits_per_token - bits) < 0.3
-    assert res.perplexity < 2 ** (uniform_bits - 2.5)
+    assert res.perplexity_bound < 2 ** (uniform_bits - 2.5)
 
 
 def test_label_conditioned_text_run(tmp_path, text_hooks, capsys):

@@ -8,12 +8,12 @@ import random
 import pytest
 import torch
 
+from xdlm_vision.config import TextConfig
+from xdlm_vision.data.text.corpus import Document, read_documents, stdlib_docstrings
+from xdlm_vision.data.text.dataset import build_text_corpus, evaluation_set_from_spec
+from xdlm_vision.data.text.packing import pack_labelled, pack_wrap, split_documents, wrap_stream
 from xdlm_vision.errors import UserError
-from xdlm_vision.text.config import TextConfig
-from xdlm_vision.text.corpus import Document, read_documents, stdlib_docstrings
-from xdlm_vision.text.dataset import build_text_corpus, evaluation_set_from_spec
-from xdlm_vision.text.packing import pack_labelled, pack_wrap, split_documents, wrap_stream
-from xdlm_vision.text.tokenizers import ByteTokenizer
+from xdlm_vision.tokenizers.text import ByteTokenizer
 
 EOT = 99
 
@@ -118,7 +118,7 @@ def test_build_corpus_from_file_keeps_split_documents_apart(tmp_path):
 
 def test_text_entry_meta_and_spec_rebuild_validation(tmp_path):
     from xdlm_vision.config import Config
-    from xdlm_vision.text.entry import text_build, text_meta
+    from xdlm_vision.data.text.entry import text_build, text_meta
 
     cfg = Config()
     cfg.data.name = "text"
@@ -136,7 +136,7 @@ def test_text_entry_meta_and_spec_rebuild_validation(tmp_path):
 
 def test_labelled_jsonl_entry(tmp_path):
     from xdlm_vision.config import Config
-    from xdlm_vision.text.entry import text_build, text_meta
+    from xdlm_vision.data.text.entry import text_build, text_meta
 
     rows = [{"text": f"sample text number {i} " * 3, "lang": ["en", "fr", "de"][i % 3]} for i in range(60)]
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xdlm_vision.errors import UserError
-from xdlm_vision.text.tokenizers import (
+from xdlm_vision.tokenizers.text import (
     EOT_TEXT,
     ByteTokenizer,
     HFTokenizer,

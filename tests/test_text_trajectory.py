@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import torch
 
 from xdlm_vision.core import TokenSpace, ancestral_sampler, confidence_sampler
-from xdlm_vision.text.trajectory import (
+from xdlm_vision.viz.text_trajectory import (
     ANSI,
     ANSI_RESET,
     render_ansi,

@@ -8,11 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from xdlm_vision.build import build_model, diffusion_spec
 from xdlm_vision.cli import main
 from xdlm_vision.config import load_config
+from xdlm_vision.core import batch_nelbo
+from xdlm_vision.data.registry import data_meta
 from xdlm_vision.errors import UserError
 from xdlm_vision.training import trainer
-from xdlm_vision.training.build import build_model, data_meta
 from xdlm_vision.training.ema import EMA, ema_decay_at
 from xdlm_vision.training.lr import lr_at
 from xdlm_vision.training.order import StepBatchSampler, StepOrder
@@ -46,7 +48,7 @@ def test_one_optimizer_step_reduces_loss_on_a_fixed_batch(k):
     meta = data_meta(cfg)
     torch.manual_seed(0)
     model = build_model(cfg, meta)
-    diff = trainer.Diffusion.from_config(cfg, meta.num_tokens)
+    spec = diffusion_spec(cfg, meta.num_tokens)
     from xdlm_vision.data.digits import DigitsTokens
 
     ds = DigitsTokens("train")
@@ -55,7 +57,7 @@ def test_one_optimizer_step_reduces_loss_on_a_fixed_batch(k):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
 
     def fixed_loss():  # same t and z_t every time
-        return trainer.nelbo_per_token(model, x0, labels, diff, trainer.cpu_generator(123)).mean()
+        return batch_nelbo(model, x0, labels, spec, trainer.cpu_generator(123)).mean()
 
     before = fixed_loss()
     before.backward()
@@ -114,16 +116,21 @@ def test_refuses_existing_run_without_resume_and_resume_without_run(tmp_path):
         trainer.train(tiny_config("training.steps=2", "diffusion.k=0.5"), tmp_path, resume=True, progress=False)
 
 
-def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
-    real = trainer.nelbo_per_token
+def poison_loss_after(monkeypatch, good_calls: int, value: float) -> None:
+    """The trainer's per-batch loss turns into ``value`` after ``good_calls`` calls (one per step here)."""
+    real = trainer.batch_nelbo
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
-        return loss * float("nan") if calls["n"] > 4 else loss  # step 4 (0-based) goes bad
+        return loss * value if calls["n"] > good_calls else loss
 
-    monkeypatch.setattr(trainer, "nelbo_per_token", poisoned)
+    monkeypatch.setattr(trainer, "batch_nelbo", poisoned)
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
+    poison_loss_after(monkeypatch, 4, float("nan"))  # step 4 (0-based) goes bad
     cfg = tiny_config("training.ckpt_every=2")
     with pytest.raises(trainer.TrainingDiverged) as info:
         trainer.train(cfg, tmp_path, progress=False)
@@ -133,11 +140,23 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
     assert done[-1] == "step_0000004"  # nothing written after the bad step
 
 
+def test_divergence_has_its_own_exit_code_and_names_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """Through the CLI: exit status 3 (not the UserError status 2), one line naming the last good checkpoint."""
+    from xdlm_vision.errors import EXIT_DIVERGED, TrainingDiverged
+
+    assert EXIT_DIVERGED == 3 and not issubclass(TrainingDiverged, UserError)
+    poison_loss_after(monkeypatch, 2, float("inf"))  # step 2 (0-based) goes bad
+    rc = main(["train", "digits", *TINY, "training.ckpt_every=2", "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 3
+    assert err[-1].startswith("error: training diverged") and "step_0000002" in err[-1] and "Traceback" not in err[-1]
+
+
 def test_nan_guard_via_cli_exit_code(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(trainer, "nelbo_per_token", lambda *a, **k: torch.full((2, 2), float("inf"),
+    monkeypatch.setattr(trainer, "batch_nelbo", lambda *a, **k: torch.full((2, 2), float("inf"),
                                                                                 requires_grad=True))
     code = main(["train", "digits", *TINY, "--out", str(tmp_path), "--no-progress"])
-    assert code == 2
+    assert code == 3  # TrainingDiverged's own status; 2 is for UserError
     err = capsys.readouterr().err
     assert "loss became inf at step 0" in err and "no checkpoint was written yet" in err
 

@@ -1,8 +1,11 @@
 """Entry point of the ``xdlm-vision`` console script.
 
 Subcommands live in :mod:`xdlm_vision.commands` (one module each, registered in ``COMMANDS``).
-A :class:`~xdlm_vision.errors.UserError` raised anywhere below becomes a single
-``error: ...`` line on stderr and exit status 2; ``XDLM_DEBUG=1`` shows the traceback instead.
+Shared flags are checked once here (:func:`xdlm_vision.commands.flags.check`). A
+:class:`~xdlm_vision.errors.UserError` raised anywhere below becomes a single ``error: ...`` line on
+stderr and exit status 2; :class:`~xdlm_vision.errors.TrainingDiverged` the same line and exit
+status 3; ``XDLM_DEBUG=1`` shows the traceback instead. Any other exception is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import os
 import sys
 
 from xdlm_vision import __version__
-from xdlm_vision.commands import COMMANDS
-from xdlm_vision.errors import UserError
+from xdlm_vision.commands import COMMANDS, flags
+from xdlm_vision.errors import EXIT_DIVERGED, EXIT_USER_ERROR, TrainingDiverged, UserError
 
 
 def _load(name: str):
@@ -43,12 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        flags.check(args)
         return int(args._module.run(args) or 0)
-    except UserError as exc:
+    except (UserError, TrainingDiverged) as exc:
         if os.environ.get("XDLM_DEBUG"):
             raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_DIVERGED if isinstance(exc, TrainingDiverged) else EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

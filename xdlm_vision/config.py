@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xdlm_vision.config_types import build_dataclass, dataclass_keys, field_types
 from xdlm_vision.errors import UserError
-from xdlm_vision.text.config import TextConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -106,6 +105,27 @@ class SamplingConfig:
 
 
 @dataclass
+class TextConfig:
+    tokenizer: str = "byte"  # "byte" (256 bytes + end-of-text, N = 257) or a local HuggingFace tokenizer dir/json
+    seq_len: int = 128  # tokens per packed training sequence (the DiT's 1-D grid length)
+    text_field: str = "text"  # JSONL key holding the document text
+    label_field: str | None = None  # JSONL key of a class label to condition on (None = unconditional)
+    val_fraction: float = 0.05  # share of documents held out for validation (when data.val_path is unset)
+    split_seed: int = 0  # seed of the deterministic document-level train/validation split
+    max_documents: int | None = None  # use only the first this many documents (None = all); for quick runs
+
+
+def text_options(cfg) -> TextConfig:
+    """The ``text`` section of a run config, or the defaults when the config has none."""
+    section = getattr(cfg, "text", None)
+    if section is None:
+        return TextConfig()
+    if isinstance(section, dict):
+        return TextConfig(**section)
+    return section
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -118,91 +138,17 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# field introspection
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+# public API
 
 
 def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """All dotted keys of ``cls`` (``model.overrides`` accepts any sub-key)."""
-    keys = []
-    for name, tp in _field_types(cls).items():
-        if dataclasses.is_dataclass(tp):
-            keys.extend(valid_keys(tp, f"{prefix}{name}."))
-        else:
-            keys.append(f"{prefix}{name}")
-    return keys
-
-
-def _type_name(tp: Any) -> str:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return f"{_type_name(args[0])} or null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key)
-    ok = False
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value, ok = float(value), True
-    elif tp is str:
-        ok = isinstance(value, str)
-    elif tp is list:
-        ok = isinstance(value, (list, tuple))
-        value = list(value) if ok else value
-    elif tp is dict:
-        ok = isinstance(value, dict)
-    if not ok:
-        raise UserError(f"config key {key} expects {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def _unknown_key(key: str) -> UserError:
-    return UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    """Dataclass ``cls`` from a (possibly partial) nested dict, defaults filling the gaps."""
-    if not isinstance(raw, dict):
-        raise UserError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {raw!r}")
-    hints = _field_types(cls)
-    kwargs = {}
-    for name, value in raw.items():
-        key = f"{prefix}{name}"
-        if name not in hints:
-            raise _unknown_key(key)
-        tp = hints[name]
-        kwargs[name] = _build(tp, value, key + ".") if dataclasses.is_dataclass(tp) else _coerce(value, tp, key)
-    return cls(**kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-# public API
+    return dataclass_keys(cls, prefix)
 
 
 def config_from_dict(raw: dict) -> Config:
     """Validated :class:`Config` from a nested dict (missing keys take the defaults)."""
-    cfg = _build(Config, raw, "")
+    cfg = build_dataclass(Config, raw)
     validate(cfg)
     return cfg
 
@@ -242,16 +188,16 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
     cls: Any = Config
     node = raw
     for i, part in enumerate(parts):
-        hints = _field_types(cls) if cls is not None else None
+        hints = field_types(cls) if cls is not None else None
         if hints is not None and part not in hints:
-            raise _unknown_key(key)
+            raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
         last = i == len(parts) - 1
         if last:
             node[part] = value
             return
         tp = hints[part] if hints is not None else None
         if hints is not None and not dataclasses.is_dataclass(tp) and tp is not dict:
-            raise _unknown_key(key)
+            raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"config key {'.'.join(parts[: i + 1])} is not a section")
@@ -265,7 +211,7 @@ def _is_str_field(key: str) -> bool:
     for part in key.split("."):
         if not dataclasses.is_dataclass(cls):
             return False
-        tp = _field_types(cls).get(part)
+        tp = field_types(cls).get(part)
         if tp is None:
             return False
         cls = tp

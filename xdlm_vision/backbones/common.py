@@ -1,6 +1,6 @@
 """Pieces shared by every backbone: input checks, conditioning embeddings, position embeddings.
 
-Conditioning convention (DESIGN.md §3): classes ``0..C-1``, the null class is id ``C``; with
+Conditioning convention (docs/backbones.md): classes ``0..C-1``, the null class is id ``C``; with
 ``num_classes = 0`` the model is unconditional and every label is mapped to the single null row.
 The timestep is ignored unless time conditioning is switched on (the paper feeds a zero timestep).
 """

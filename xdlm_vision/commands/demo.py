@@ -12,15 +12,15 @@ HELP = "interactive Gradio demo: pick a class, CFG, steps and sampler, watch the
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=None, metavar="DIR",
-                        help="checkpoint step dir or run dir (default: the packaged digits checkpoint)")
+    from xdlm_vision.commands import flags
+
+    flags.add_checkpoint(parser, required=False)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
-                        help="use the EMA weights (default) or the raw ones (--no-ema)")
+    flags.add_ema(parser)
     parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH",
                         help="VQ tokenizer weights to decode with (replaces the recorded path)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default auto)")
+    flags.add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be within 1..65535, got {args.port}")
-    from xdlm_vision.viz.gradio_app import launch
+    from xdlm_vision.demo import launch
 
     launch(args.checkpoint, host=args.host, port=args.port, ema=args.ema,
            tokenizer_checkpoint=args.tokenizer_checkpoint, device=args.device)

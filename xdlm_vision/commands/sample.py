@@ -11,32 +11,20 @@ import argparse
 
 HELP = "sample class-conditional images from a checkpoint (PNG grid, optional per-image PNGs and trajectory GIF)"
 
-CFG_HELP = (
-    "classifier-free guidance gamma in the XDLM convention: log x_hat = (1+gamma) log_softmax(cond) "
-    "- gamma log_softmax(null); 0 = plain conditional sampling. LlamaGen/DiT's scale s (u + s(c-u)) "
-    "is s = 1 + gamma, so --cfg 2.0 here is LlamaGen's cfg-scale 3.0 (default 0)"
-)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=None, metavar="DIR",
-                        help="checkpoint step dir or run dir (default: the packaged digits checkpoint)")
+    from xdlm_vision.commands import flags
+
+    flags.add_checkpoint(parser, required=False)
     parser.add_argument("--class", dest="classes", default="0", metavar="ID|ID,ID,..|random",
                         help="class id, a comma list cycled over --num, or 'random' (from each image's seed) "
                              "(default 0)")
-    parser.add_argument("--cfg", type=float, default=0.0, metavar="GAMMA", help=CFG_HELP)
-    parser.add_argument("--cfg-schedule", choices=["constant", "linear"], default="constant",
-                        help="constant gamma, or a linear ramp gamma*(step+1)/T (default constant)")
-    parser.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
+    flags.add_cfg(parser)
+    flags.add_sampler(parser, steps=8)
     parser.add_argument("--num", type=int, default=16, help="number of images (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default 0)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    parser.add_argument("--sampler", choices=["ancestral", "confidence"], default="ancestral",
-                        help="ancestral XDLM posterior sampling or confidence-based decoding (default ancestral)")
-    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
-                        help="use the EMA weights (default) or the raw ones (--no-ema)")
-    parser.add_argument("--k", type=float, default=None,
-                        help="override the mixing ratio k for sampling (default: the trained k)")
+    flags.add_ema(parser)
+    flags.add_k(parser)
     parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH",
                         help="VQ tokenizer weights to decode with (replaces the path recorded in the checkpoint)")
     parser.add_argument("--out", default="samples.png", help="PNG grid to write (default samples.png)")
@@ -47,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "PATH.png (strip: steps x samples) and PATH_counts.png (counts per step)")
     parser.add_argument("--trajectory-samples", type=int, default=8,
                         help="how many images the trajectory shows (default 8)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default auto)")
+    flags.add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     from xdlm_vision import sampling
     from xdlm_vision.errors import UserError
+    from xdlm_vision.viz import save_grid, save_images
 
-    sampling.check_sampling_args(args.steps, args.cfg, args.num, args.batch_size)
     if args.trajectory is not None and not str(args.trajectory).lower().endswith(".gif"):
         raise UserError(f"--trajectory must name a .gif file, got {args.trajectory!r}")
     if args.trajectory_samples < 1:
@@ -77,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
     tokens = sampling.generate(sm, labels, seeds, opts, batch_size=args.batch_size,
                                watch=recorder.watch if recorder else None, progress=True)
     images = sampling.decode_tokens(sm, tokens, args.batch_size)
-    written = [sampling.save_grid(images, args.out)]
+    written = [save_grid(images, args.out)]
     if args.save_dir:
-        written += sampling.save_images(images, args.save_dir, labels, seeds, sm.class_names)
+        written += save_images(images, args.save_dir, labels, seeds, sm.class_names)
     if recorder is not None:
         from xdlm_vision.viz import counts_plot, save_gif, save_png, save_strip
 

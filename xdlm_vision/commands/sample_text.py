@@ -8,32 +8,27 @@ HELP = "sample text from a text-LM checkpoint (prints samples; coloured trajecto
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="run folder or checkpoint step folder of `train text`")
-    parser.add_argument("--steps", type=int, default=32, help="sampler steps (default 32)")
+    from xdlm_vision.commands import flags
+
+    flags.add_checkpoint(parser)
+    flags.add_sampler(parser, steps=32)
     parser.add_argument("--length", type=int, default=None,
                         help="tokens per sample; must equal the checkpoint's text.seq_len (default: that value)")
     parser.add_argument("--num", type=int, default=4, help="number of samples (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="sample i uses seed + i (default 0)")
-    parser.add_argument("--sampler", choices=("ancestral", "confidence"), default="ancestral",
-                        help="ancestral (XDLM posterior) or confidence (MaskGIT-style + refinement)")
     parser.add_argument("--label", default=None, help="class name to condition on (label-conditioned checkpoints)")
-    parser.add_argument("--cfg", type=float, default=0.0, help="classifier-free guidance gamma (with --label)")
+    flags.add_cfg(parser, schedule=False)
     parser.add_argument("--trajectory-html", default=None, metavar="PATH",
                         help="write the coloured per-step trajectory of every sample to this HTML file")
     parser.add_argument("--ansi", action="store_true", help="print the coloured trajectory in the terminal")
-    parser.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA")
-    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
+    flags.add_ema(parser)
+    flags.add_k(parser)
+    flags.add_device(parser)
 
 
 def _check(args) -> None:
     from xdlm_vision.errors import UserError
 
-    if args.steps < 1:
-        raise UserError(f"--steps must be >= 1, got {args.steps}")
-    if args.num < 1:
-        raise UserError(f"--num must be >= 1, got {args.num}")
-    if args.cfg < 0:
-        raise UserError(f"--cfg must be >= 0, got {args.cfg}")
     if args.trajectory_html is not None and not args.trajectory_html.lower().endswith((".html", ".htm")):
         raise UserError(f"--trajectory-html must name an .html file, got {args.trajectory_html!r}")
 
@@ -56,46 +51,39 @@ def _labels(args, loaded):
 
 
 def run(args) -> int:
-    import torch
-
-    from xdlm_vision.core import TokenSpace
     from xdlm_vision.errors import UserError
-    from xdlm_vision.text.dataset import tokenizer_from_spec
-    from xdlm_vision.text.generate import generate_text
-    from xdlm_vision.text.perplexity import is_text_checkpoint
-    from xdlm_vision.text.tokenizers import printable
-    from xdlm_vision.text.trajectory import (
+    from xdlm_vision.sampling import load_for_sampling
+    from xdlm_vision.sampling.text import generate_text
+    from xdlm_vision.tokenizers import load_tokenizer
+    from xdlm_vision.tokenizers.text import printable
+    from xdlm_vision.viz.text_trajectory import (
         ansi_legend,
         render_ansi,
         render_html,
         trajectory_frames,
         write_html,
     )
-    from xdlm_vision.training import load_checkpoint
 
     _check(args)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = load_checkpoint(args.checkpoint, ema=not args.raw_weights, device=device)
-    if not is_text_checkpoint(loaded.meta):
+    loaded = load_for_sampling(args.checkpoint, ema=args.ema, device=args.device, k=args.k, load_tokenizer=False)
+    if not loaded.is_text:
         raise UserError(f"--checkpoint {loaded.path} is not a text checkpoint; use the image sampling command")
     seq_len = int(loaded.grid_shape[0])
     if args.length is not None and args.length != seq_len:
         raise UserError(f"--length {args.length}: this checkpoint was trained on sequences of {seq_len} tokens "
                         f"(positions are fixed); pass --length {seq_len} or omit it")
-    tokenizer = tokenizer_from_spec(loaded.tokenizer_spec)
-    cfg = loaded.config
-    space = TokenSpace(num_tokens=loaded.num_tokens, k=cfg.diffusion.k)
+    tokenizer = load_tokenizer(loaded.tokenizer_spec)
     want_steps = args.ansi or args.trajectory_html is not None
     out = generate_text(
-        loaded.model, tokenizer, space, num_samples=args.num, seq_len=seq_len, num_steps=args.steps,
-        sampler=args.sampler, schedule=cfg.diffusion.schedule, seed=args.seed, class_labels=_labels(args, loaded),
-        cfg=args.cfg, null_class=loaded.null_class, time_conditioning=cfg.model.time_conditioning,
-        keep_steps=want_steps, device=device,
+        loaded.model, tokenizer, loaded.spec, num_samples=args.num, seq_len=seq_len, num_steps=args.steps,
+        sampler=args.sampler, seed=args.seed, class_labels=_labels(args, loaded), cfg=args.cfg,
+        null_class=loaded.null_class, keep_steps=want_steps, device=loaded.device,
     )
     mask_text = "\u2591" if loaded.tokenizer_spec.get("tokenizer") == "byte" else "[MASK]"  # ░ per masked byte
-    frames = [trajectory_frames(out.steps, tokenizer, space.mask_id, i, mask_text) for i in range(args.num)] \
+    frames = [trajectory_frames(out.steps, tokenizer, loaded.space.mask_id, i, mask_text) for i in range(args.num)] \
         if want_steps else []
-    print(f"# {args.num} samples, {args.steps} {args.sampler} steps, k={cfg.diffusion.k}, "
+    k = loaded.spec.k
+    print(f"# {args.num} samples, {args.steps} {args.sampler} steps, k={k}, "
           f"checkpoint step {loaded.step} ({loaded.path})")
     for i, text in enumerate(out.texts):
         print(f"\n=== sample {i} (seed {args.seed + i}) ===")
@@ -104,7 +92,7 @@ def run(args) -> int:
             print(f"\n--- trajectory of sample {i}: {ansi_legend()}")
             print(render_ansi(frames[i], color=True))
     if args.trajectory_html is not None:
-        captions = [f"sample {i} (seed {args.seed + i}), {args.sampler}, {args.steps} steps, k={cfg.diffusion.k}"
+        captions = [f"sample {i} (seed {args.seed + i}), {args.sampler}, {args.steps} steps, k={k}"
                     for i in range(args.num)]
         path = write_html(args.trajectory_html, render_html(frames, "XDLM text sampling trajectory", captions))
         print(f"\ntrajectory written to {path}")

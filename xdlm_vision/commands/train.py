@@ -30,21 +30,6 @@ def default_out(config: str) -> Path:
     return Path("runs") / Path(config).stem
 
 
-def count_model_parameters(cfg) -> int:
-    """Parameter count of ``cfg``'s backbone, built on the meta device (no memory, no data)."""
-    import torch
-
-    from xdlm_vision.backbones import count_parameters
-    from xdlm_vision.training.build import build_model, data_meta
-
-    meta = data_meta(cfg)
-    try:
-        with torch.device("meta"):
-            return count_parameters(build_model(cfg, meta))
-    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: build for real
-        return count_parameters(build_model(cfg, meta))
-
-
 def _warn_single_process_cpu_launch() -> None:
     """``accelerate launch --cpu --num_processes P`` (accelerate 1.x) starts ONE process unless run
     under mpirun; say so instead of silently training on one process."""
@@ -59,13 +44,15 @@ def _warn_single_process_cpu_launch() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xdlm_vision.build import count_model_parameters
     from xdlm_vision.config import config_to_yaml, load_config
+    from xdlm_vision.data.registry import data_meta
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else default_out(args.config)
     if args.dry_run:
         print(config_to_yaml(cfg), end="")
-        n = count_model_parameters(cfg)
+        n = count_model_parameters(cfg, data_meta(cfg))
         print(f"# model: {cfg.model.kind} {cfg.model.size}, {n:,} parameters ({n / 1e6:.2f}M)")
         print(f"# output: {out}")
         return 0

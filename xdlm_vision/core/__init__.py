@@ -4,6 +4,7 @@
 - :mod:`schedules`  alpha_t schedules (linear, cosine)
 - :mod:`timesteps`  antithetic time sampling for training
 - :mod:`loss`       continuous-time NELBO (training loss), finite-step KL, MDLM baseline loss
+- :mod:`objective`  the diffusion spec and the per-batch NELBO (draw t, z_t; run the model)
 - :mod:`posterior`  p(z_s | z_t): dense form for analysis and the O(B L) mixture sampler step
 - :mod:`guidance`   classifier-free guidance (XDLM convention) and its schedules
 - :mod:`samplers`   ancestral and confidence-based samplers as generators of per-step states
@@ -12,6 +13,7 @@
 
 from xdlm_vision.core.guidance import GuidanceSchedule, guided_logits
 from xdlm_vision.core.loss import finite_step_kl, masked_cross_entropy, nelbo
+from xdlm_vision.core.objective import DiffusionSpec, batch_nelbo
 from xdlm_vision.core.posterior import PosteriorDraw, posterior_probs, posterior_step
 from xdlm_vision.core.process import TokenSpace, corrupt, forward_marginal, sample_prior
 from xdlm_vision.core.rng import seeded_generators
@@ -21,11 +23,13 @@ from xdlm_vision.core.timesteps import sample_times
 
 __all__ = [
     "SAMPLERS",
+    "DiffusionSpec",
     "GuidanceSchedule",
     "PosteriorDraw",
     "SamplerStep",
     "TokenSpace",
     "ancestral_sampler",
+    "batch_nelbo",
     "confidence_sampler",
     "corrupt",
     "finite_step_kl",

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from xdlm_vision.errors import UserError
-
 CFG_SCHEDULES = ("constant", "linear")
 
 
@@ -33,9 +31,9 @@ class GuidanceSchedule:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.gamma) or self.gamma < 0:
-            raise UserError(f"CFG gamma must be a finite number >= 0, got {self.gamma}")
+            raise ValueError(f"CFG gamma must be a finite number >= 0, got {self.gamma}")
         if self.kind not in CFG_SCHEDULES:
-            raise UserError(f"unknown CFG schedule {self.kind!r}; choose one of {list(CFG_SCHEDULES)}")
+            raise ValueError(f"unknown CFG schedule {self.kind!r}; choose one of {list(CFG_SCHEDULES)}")
 
     def value(self, step: int, num_steps: int) -> float:
         if self.kind == "constant":

@@ -1,6 +1,6 @@
 """XDLM training objectives: the continuous-time NELBO and the finite-step KL.
 
-Notation (DESIGN.md §2): N data tokens, mask m = N, rho = k / N = pi_e for data tokens,
+Notation (docs/math.md): N data tokens, mask m = N, rho = k / N = pi_e for data tokens,
 f_t(x, e) = alpha_t x_e + beta_t pi_e, p = x_hat = softmax(logits) over the data tokens.
 Everything that touches the N axis goes through :func:`row_stats` (three scalars per position,
 chunked, one extra pass over the logits); the rest is per-position float64 arithmetic.
@@ -15,7 +15,7 @@ for data e), every log-ratio of marginals becomes a log1p of c times a probabili
 which is stable for k -> 0 (c -> inf), for t -> 1 (c -> 0) and never forms an (N, N) matrix or a
 one-hot tensor. The continuous-time loss per position (t ~ U(0, 1)) is
 
-    L = -alpha'_t r(z_t) / f_t(x, z_t) * h_t,   h_t as in DESIGN.md §2,
+    L = -alpha'_t r(z_t) / f_t(x, z_t) * h_t,   h_t as in docs/math.md,
 
 and its three cases simplify to (u = c p_z, v = c p_x, w = (c - v) / (1 + v)):
     z_t = m       : L = -alpha'/beta              * (D_x + T4)
@@ -33,7 +33,6 @@ import torch
 
 from xdlm_vision.core.process import TokenSpace
 from xdlm_vision.core.row_stats import row_stats
-from xdlm_vision.errors import UserError
 
 # c above this is treated as infinite: T4 = S / c < N log(C_MAX) / C_MAX ~ 1e-24 is dropped, and
 # the float32 row statistics never see a larger c (no overflow of c * p).
@@ -42,11 +41,11 @@ C_MAX = 1e30
 
 def _check(logits: torch.Tensor, x0: torch.Tensor, z_t: torch.Tensor, space: TokenSpace) -> None:
     if logits.ndim < 2 or logits.shape[-1] != space.num_tokens:
-        raise UserError(
+        raise ValueError(
             f"logits must have shape (..., N={space.num_tokens}) (no mask column), got {tuple(logits.shape)}"
         )
     if x0.shape != logits.shape[:-1] or z_t.shape != x0.shape:
-        raise UserError(
+        raise ValueError(
             f"x0 {tuple(x0.shape)} and z_t {tuple(z_t.shape)} must match logits {tuple(logits.shape)} without N"
         )
 
@@ -171,7 +170,7 @@ def finite_step_kl(
     a_t = _per_position(alpha_t, shape, dev)  # (R,)
     a_s = _per_position(alpha_s, shape, dev)  # (R,)
     if bool((a_s < a_t).any()):
-        raise UserError("finite_step_kl needs alpha_s >= alpha_t (s earlier than t)")
+        raise ValueError("finite_step_kl needs alpha_s >= alpha_t (s earlier than t)")
     b_t, b_s = 1.0 - a_t, 1.0 - a_s
     a_ts = torch.where(a_s > 0, a_t / a_s.clamp_min(1e-300), torch.zeros_like(a_s))  # alpha_{t|s}
     b_ts = 1.0 - a_ts

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from xdlm_vision.core.rng import RandomSource
-from xdlm_vision.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,9 @@ class TokenSpace:
 
     def __post_init__(self) -> None:
         if int(self.num_tokens) < 2:
-            raise UserError(f"TokenSpace needs num_tokens >= 2, got {self.num_tokens}")
+            raise ValueError(f"TokenSpace needs num_tokens >= 2, got {self.num_tokens}")
         if not (0.0 <= float(self.k) <= 1.0):
-            raise UserError(f"k must lie in [0, 1], got {self.k}")
+            raise ValueError(f"k must lie in [0, 1], got {self.k}")
 
     @property
     def mask_id(self) -> int:
@@ -109,7 +108,7 @@ def corrupt(
     Uses two uniform numbers per position from ``generator`` (a Generator or one per sample).
     """
     if x0.ndim < 2:
-        raise UserError(f"corrupt expects x0 of shape (B, L, ...), got {tuple(x0.shape)}")
+        raise ValueError(f"corrupt expects x0 of shape (B, L, ...), got {tuple(x0.shape)}")
     rng = RandomSource(generator, x0.shape[0], x0.device)
     alpha = schedule.alpha(t.double()).reshape(-1, *([1] * (x0.ndim - 1)))  # (B, 1)
     u_keep = rng.uniform(x0.shape[1:], dtype=torch.float64)  # (B, L)

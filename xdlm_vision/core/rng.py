@@ -12,8 +12,6 @@ from collections.abc import Sequence
 
 import torch
 
-from xdlm_vision.errors import UserError
-
 
 def seeded_generators(seeds: Sequence[int], device="cpu") -> list[torch.Generator]:
     """One Generator per sample, seeded with ``seeds[i]`` (CPU generators work for any device)."""
@@ -33,7 +31,7 @@ class RandomSource:
         self.device = device
         if isinstance(generator, Sequence) and not isinstance(generator, torch.Generator):
             if len(generator) != batch:
-                raise UserError(f"got {len(generator)} per-sample generators for a batch of {batch}")
+                raise ValueError(f"got {len(generator)} per-sample generators for a batch of {batch}")
             self.per_sample = list(generator)
         else:
             self.per_sample = None

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from xdlm_vision.errors import UserError
-
 
 @dataclass(frozen=True)
 class LinearSchedule:
@@ -52,4 +50,4 @@ def get_schedule(name: str | LinearSchedule | CosineSchedule = "linear"):
     try:
         return SCHEDULES[name]()
     except KeyError:
-        raise UserError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}") from None
+        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}") from None

@@ -10,15 +10,14 @@ Layout of an output folder::
     class_map.json           {"folder_name": class_id}
     manifest.json            written last of all by process 0: the extraction is complete
 
-Every file is written to a temp name and moved into place with ``os.replace``; a shard without its
+Every file is written to a temp name and moved into place (:mod:`xdlm_vision.io`); a shard without its
 ``done`` marker is redone on the next run, and a folder without ``manifest.json`` is never read.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch.utils.data import Dataset
 
 from xdlm_vision.data.example import TokenExample
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import write_bytes_atomic
 
 MANIFEST = "manifest.json"
 RUN_FILE = "run.json"
@@ -54,17 +54,10 @@ def token_dtype(codebook_size: int) -> np.dtype:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temp file beside ``path``, fsync, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``np.save`` to ``path`` atomically (fsynced, xdlm_vision.io)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 @dataclass(frozen=True)

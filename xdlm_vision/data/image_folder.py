@@ -8,25 +8,10 @@ checked on every later run keeps class 417 the same class everywhere.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from xdlm_vision.errors import UserError
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    """JSON to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from xdlm_vision.io import write_json_atomic  # noqa: F401 - re-exported for data.extract
 
 
 def read_class_map(path: str | Path, flag: str = "--class-map") -> dict[str, int]:

@@ -8,8 +8,6 @@ rejected for a mismatched protocol.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
 from pathlib import Path
@@ -54,13 +52,3 @@ def toolkit_versions() -> dict[str, str | None]:
         except Exception:  # noqa: BLE001 - optional
             versions[name] = None
     return versions
-
-
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write JSON via a temporary file and os.replace (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path

@@ -80,21 +80,15 @@ def metadata_path(weights: Path) -> Path:
 
 def save_digits_classifier(model: DigitsCNN, path: str | Path, extra: dict) -> None:
     """Write weights (safetensors) and ``{config, **extra}`` JSON beside them, both atomically."""
-    import os
-
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from xdlm_vision.io import atomic_path, write_json_atomic
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    meta = {"config": asdict(model.config), **extra}
-    meta_tmp = metadata_path(path).with_name(metadata_path(path).name + ".tmp")
-    meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(meta_tmp, metadata_path(path))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+        tmp.chmod(0o644)
+    write_json_atomic(metadata_path(path), {"config": asdict(model.config), **extra}, default=None)
 
 
 def load_digits_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> DigitsCNN:

@@ -9,7 +9,6 @@ torch-fidelity and the ADM evaluator do.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from xdlm_vision.evaluation.inception import InceptionExtractor, InceptionFeatur
 from xdlm_vision.evaluation.inception_score import InceptionScore, inception_score, softmax
 from xdlm_vision.evaluation.precision_recall import PrecisionRecall, precision_recall
 from xdlm_vision.evaluation.references import Reference
+from xdlm_vision.io import atomic_path
 
 IS_SPLITS = 10
 
@@ -55,10 +55,8 @@ def reference_features(reference: Reference, extractor: InceptionExtractor, weig
             return np.load(cache, allow_pickle=False)
     pool = extractor(reference.images, batch_size=batch_size, progress=progress).pool  # (M, 2048)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}.npy")
-        np.save(tmp, pool)
-        os.replace(tmp, cache)
+        with atomic_path(cache, suffix=".npy") as tmp:
+            np.save(tmp, pool)
     return pool
 
 

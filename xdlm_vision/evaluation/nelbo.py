@@ -8,19 +8,24 @@ the standard error is their sample standard deviation / sqrt(num_t). The same (m
 num_t, batch_size) gives the same numbers on any device up to float rounding; the batch size
 matters because it decides which examples share an antithetic time grid (it is recorded).
 
-Any ``k`` can be evaluated (``TokenSpace(N, k)``), not only the one the model was trained with:
+Any ``k`` can be evaluated (``spec.with_k(k)``), not only the one the model was trained with:
 the bound is valid for any noise process; it is only tight for the trained one.
+
+:func:`nelbo_sums` is the dataset loop shared with the trainer's validation
+(:mod:`xdlm_vision.training.validation`): sharded over processes with an all-reduce.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from xdlm_vision.core import DiffusionSpec, batch_nelbo
 from xdlm_vision.errors import UserError
 
 
@@ -51,7 +56,8 @@ def summarize(replicates: list[float], num_examples: int, num_tokens: int) -> Ne
                          num_examples, num_tokens, len(arr))
 
 
-def _batch(dataset, idx: range) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(dataset, idx: range) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items ``idx`` of ``dataset`` as (tokens (B, L) int64, labels (B,) int64)."""
     items = [dataset[i] for i in idx]
     tokens = torch.stack([torch.as_tensor(it[0]) for it in items]).long()  # (B, *grid)
     labels = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long)  # (B,)
@@ -59,17 +65,59 @@ def _batch(dataset, idx: range) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
+def nelbo_sums(
+    model_fn: Callable[..., torch.Tensor],
+    dataset,
+    spec: DiffusionSpec,
+    batch_seed: Callable[[int], int],
+    *,
+    batch_size: int,
+    count: int | None = None,
+    conditional: bool = True,
+    device: str | torch.device = "cpu",
+    rank: int = 0,
+    world: int = 1,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+    bar=None,
+) -> tuple[float, int]:
+    """Sum of the NELBO (nats) over the first ``count`` examples, and the number of tokens.
+
+    Batch ``b`` (examples ``b * batch_size ...``, a fixed composition) draws t and z_t from a CPU
+    generator seeded with ``batch_seed(b)`` (:func:`xdlm_vision.core.batch_nelbo`), so the sums do
+    not depend on the number of processes: process ``rank`` of ``world`` takes every world-th
+    batch and ``reduce`` (e.g. an accelerate all-reduce sum of a (2,) float64 tensor) adds the
+    partial sums of all processes. ``conditional=False`` passes labels None. ``autocast`` makes a
+    fresh mixed-precision context around each batch (the trainer's ``accelerator.autocast``).
+    """
+    count = len(dataset) if count is None else min(len(dataset), int(count))
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum nats, tokens)
+    for b in range(rank, math.ceil(count / batch_size), world):
+        x0, lab = collate(dataset, range(b * batch_size, min(count, (b + 1) * batch_size)))
+        if int(x0.max()) >= spec.space.num_tokens or int(x0.min()) < 0:
+            raise UserError(f"data tokens must lie in 0..{spec.space.num_tokens - 1} for this checkpoint")
+        x0 = x0.to(device)  # (B, L)
+        lab = lab.to(device) if conditional else None  # (B,)
+        gen = torch.Generator(device="cpu").manual_seed(batch_seed(b))
+        with autocast():
+            loss = batch_nelbo(model_fn, x0, lab, spec, gen)  # (B, L)
+        total += torch.stack([loss.double().sum(), torch.tensor(float(loss.numel()), device=device)])
+        if bar is not None:
+            bar.update(1)
+    if reduce is not None and world > 1:
+        total = reduce(total)
+    return float(total[0]), int(total[1])
+
+
 def monte_carlo_nelbo(
     model_fn: Callable[..., torch.Tensor],
     dataset,
-    space,
-    schedule,
+    spec: DiffusionSpec,
     *,
     num_t: int = 8,
     seed: int = 0,
     batch_size: int = 256,
     conditional: bool = True,
-    pass_time: bool = False,
     max_examples: int | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -77,38 +125,24 @@ def monte_carlo_nelbo(
     """NELBO of ``model_fn`` on ``dataset`` (items (tokens (h, w) or (L,) int64, label)).
 
     model_fn(z (B, L), labels (B,) | None, t (B,) | None) -> logits (B, L, N); ``conditional=False``
-    passes labels None. ``space`` is the TokenSpace (its k is the k evaluated), ``schedule`` an
-    alpha_t schedule object. The dataset is read batch by batch, once per replicate.
+    passes labels None. ``spec`` is the diffusion spec (its k is the k evaluated). The dataset is
+    read batch by batch, once per replicate; replicate r, batch b uses ``replicate_seed(seed, r, b)``.
     """
-    from xdlm_vision.core import corrupt, nelbo, sample_times
-
     if num_t < 1:
-        raise UserError(f"--num-t must be >= 1, got {num_t}")
+        raise ValueError(f"num_t must be >= 1, got {num_t}")
     if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     m = len(dataset) if max_examples is None else min(len(dataset), int(max_examples))
     if m == 0:
         raise UserError("no examples to evaluate (empty split)")
-    starts = [range(s, min(m, s + batch_size)) for s in range(0, m, batch_size)]
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=num_t * len(starts), desc="nelbo", unit="batch", disable=not progress)
+    bar = tqdm(total=num_t * math.ceil(m / batch_size), desc="nelbo", unit="batch", disable=not progress)
     replicates, num_tokens = [], 0
     for r in range(num_t):
-        total, num_tokens = 0.0, 0
-        for b, idx in enumerate(starts):
-            x0, lab = _batch(dataset, idx)
-            if int(x0.max()) >= space.num_tokens or int(x0.min()) < 0:
-                raise UserError(f"data tokens must lie in 0..{space.num_tokens - 1} for this checkpoint")
-            x0 = x0.to(device)  # (B, L)
-            lab = lab.to(device) if conditional else None  # (B,)
-            gen = torch.Generator(device="cpu").manual_seed(replicate_seed(seed, r, b))
-            t = sample_times(x0.shape[0], generator=gen).to(device)  # (B,)
-            z_t = corrupt(x0, t, space, schedule, generator=gen)  # (B, L)
-            logits = model_fn(z_t, lab, t) if pass_time else model_fn(z_t, lab)  # (B, L, N)
-            total += float(nelbo(logits, x0, z_t, t, space, schedule).double().sum())  # bf16 upcast per chunk
-            num_tokens += x0.numel()
-            bar.update(1)
+        total, num_tokens = nelbo_sums(model_fn, dataset, spec, lambda b, r=r: replicate_seed(seed, r, b),
+                                       batch_size=batch_size, count=m, conditional=conditional, device=device,
+                                       bar=bar)
         replicates.append(total / num_tokens / math.log(2))
     bar.close()
     return summarize(replicates, m, num_tokens)

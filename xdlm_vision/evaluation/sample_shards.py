@@ -20,8 +20,6 @@ Layout of ``OUT``::
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import atomic_path, write_json_atomic
 
 FORMATS = ("npz", "png")
 
@@ -66,22 +65,18 @@ def png_name(index: int, label: int, seed: int) -> str:
 
 
 def write_shard(path: Path, shard: Shard, seeds: Sequence[int], fmt: str) -> Path:
-    """Write one shard atomically (temporary name, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp_{path.name}_{os.getpid()}")
-    if fmt == "npz":
-        with open(tmp, "wb") as f:
-            np.savez(f, images=shard.images, labels=shard.labels, indices=shard.indices,
-                     seeds=np.asarray(seeds, dtype=np.int64))
-    else:
-        from PIL import Image
+    """Write one shard atomically (xdlm_vision.io.atomic_path)."""
+    with atomic_path(path) as tmp:
+        if fmt == "npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, images=shard.images, labels=shard.labels, indices=shard.indices,
+                         seeds=np.asarray(seeds, dtype=np.int64))
+        else:
+            from PIL import Image
 
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        for img, label, index, seed in zip(shard.images, shard.labels, shard.indices, seeds):
-            Image.fromarray(img).save(tmp / png_name(int(index), int(label), int(seed)))
-    os.replace(tmp, path)
+            tmp.mkdir()
+            for img, label, index, seed in zip(shard.images, shard.labels, shard.indices, seeds):
+                Image.fromarray(img).save(tmp / png_name(int(index), int(label), int(seed)))
     return path
 
 
@@ -127,10 +122,7 @@ def check_run_setup(out: Path, setup: dict) -> None:
             raise UserError(f"--out {out} holds samples of a different setup ({details}); "
                             "use a new --out or the original flags")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".run.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(setup, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, setup)
 
 
 @dataclass
@@ -193,9 +185,8 @@ def write_adm_npz(path: Path, shards: Iterator[Shard], num: int, image_shape: tu
 
     Written entry by entry (ZIP64, no compression) so 50,000 ImageNet images never sit in memory.
     """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     labels = []
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         with zf.open("arr_0.npy", "w", force_zip64=True) as f:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
                       "shape": (num, *image_shape)}
@@ -211,5 +202,4 @@ def write_adm_npz(path: Path, shards: Iterator[Shard], num: int, image_shape: tu
             raise UserError(f"expected {num} images in the shards, found {count}")
         with zf.open("arr_1.npy", "w") as f:
             np.lib.format.write_array(f, np.concatenate(labels).astype(np.int64))
-    os.replace(tmp, path)
     return path

@@ -7,10 +7,13 @@ checkpoints, so the same tokenizer can be rebuilt later:
 - ``{"kind": "llamagen", "size": "VQ-16" | null, "config": {...LlamaGenVQConfig fields...},
   "checkpoint": "/abs/path/vq_ds16_c2i.pt", "sha256": "<hex>"}``
 - ``{"kind": "diffusers", "path": "/abs/path/to/vqmodel_dir"}``
+- ``{"kind": "text", "tokenizer": "byte" | "/path/to/hf_tokenizer", "vocab_size": 257, ...}`` (text
+  checkpoints; the rest of that spec describes the corpus, see :mod:`xdlm_vision.data.text.dataset`)
 
-``load_tokenizer(spec)`` rebuilds it (verifying the LlamaGen checkpoint's SHA-256);
-``tokenizer_spec(tok)`` produces it; ``open_tokenizer(name, checkpoint)`` is the CLI's entry point
-(``--tokenizer`` + ``--tokenizer-checkpoint``).
+``load_tokenizer(spec)`` is the one factory that knows every kind (verifying the LlamaGen
+checkpoint's SHA-256 and a text tokenizer's vocabulary size); ``tokenizer_spec(tok)`` produces a
+spec; ``open_tokenizer(name, checkpoint)`` turns the CLI's ``--tokenizer`` +
+``--tokenizer-checkpoint`` into a spec and loads it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from xdlm_vision.errors import UserError
 from xdlm_vision.tokenizers.base import ImageTokenizer
 from xdlm_vision.tokenizers.pixel import PixelTokenizer
 
-TOKENIZER_KINDS = ("pixel", "llamagen", "diffusers")
+TOKENIZER_KINDS = ("pixel", "llamagen", "diffusers", "text")
 
 
 def tokenizer_spec(tok: ImageTokenizer) -> dict:
@@ -51,7 +54,7 @@ def load_tokenizer(
     device: str | torch.device = "cpu",
     checkpoint: str | Path | None = None,  # overrides the recorded path (weights moved); hash still checked
 ) -> ImageTokenizer:
-    """Rebuild a tokenizer from :func:`tokenizer_spec`'s dict."""
+    """Rebuild a tokenizer from :func:`tokenizer_spec`'s dict (any kind of :data:`TOKENIZER_KINDS`)."""
     kind = spec.get("kind")
     if kind == "pixel":
         return PixelTokenizer(levels=int(spec["levels"]), channels=int(spec["channels"]))
@@ -67,7 +70,19 @@ def load_tokenizer(
         from xdlm_vision.tokenizers.diffusers_vq import load_diffusers_tokenizer
 
         return load_diffusers_tokenizer(checkpoint or spec["path"], device=device)
+    if kind == "text":
+        return _text_tokenizer(spec)
     raise UserError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZER_KINDS}")
+
+
+def _text_tokenizer(spec: dict):
+    from xdlm_vision.tokenizers.text import load_text_tokenizer
+
+    tokenizer = load_text_tokenizer(spec["tokenizer"])
+    if "vocab_size" in spec and int(tokenizer.vocab_size) != int(spec["vocab_size"]):
+        raise UserError(f"tokenizer {spec['tokenizer']} now has {tokenizer.vocab_size} tokens but the checkpoint "
+                        f"was trained with {spec['vocab_size']}; restore the original tokenizer files")
+    return tokenizer
 
 
 def open_tokenizer(
@@ -78,9 +93,5 @@ def open_tokenizer(
     if checkpoint is None:
         raise UserError("pass the tokenizer weights with --tokenizer-checkpoint PATH")
     if tokenizer == "diffusers":
-        from xdlm_vision.tokenizers.diffusers_vq import load_diffusers_tokenizer
-
-        return load_diffusers_tokenizer(checkpoint, device=device)
-    from xdlm_vision.tokenizers.llamagen import load_llamagen_tokenizer
-
-    return load_llamagen_tokenizer(checkpoint, tokenizer, device=device)
+        return load_tokenizer({"kind": "diffusers", "path": str(checkpoint)}, device=device)
+    return load_tokenizer({"kind": "llamagen", "size": tokenizer, "checkpoint": str(checkpoint)}, device=device)

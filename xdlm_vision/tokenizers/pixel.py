@@ -3,7 +3,7 @@
 CIFAR-10 uses 256 levels x 3 channels (32x32 -> 3072 tokens); the embedded digits data uses
 17 levels x 1 channel (8x8 -> 64 tokens). Token grids have shape (B, H, W*C): the channels of a
 pixel sit next to each other, so the row-major flattening at the backbone boundary is the
-(h, w, c) order of DESIGN.md §3.
+(h, w, c) order described in docs/backbones.md and docs/tokenizers.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""Training: config-driven accelerate loop, EMA, checkpoints and resume.
+"""Training: the accelerate loop, its validation and preview grids, EMA, LR schedule, data order.
 
-Public API::
+- :mod:`trainer`     ``train(cfg, out_dir, resume=False) -> TrainResult`` (the loop only)
+- :mod:`validation`  validation NELBO in bits per token (sharded, all-reduced)
+- :mod:`preview`     the periodic sample grid (uses :mod:`xdlm_vision.sampling` and :mod:`xdlm_vision.viz`)
+- :mod:`ema`, :mod:`lr`, :mod:`order`, :mod:`metrics`, :mod:`rng_state`  the loop's parts
 
-    train(cfg, out_dir, resume=False) -> TrainResult        # xdlm_vision.training.trainer
-    load_checkpoint(path, ema=True, device="cpu") -> LoadedModel
-    latest_checkpoint(out_dir) -> Path | None
-
-Heavy modules are imported on first use, so ``import xdlm_vision.training`` stays light.
+Loading checkpoints is :mod:`xdlm_vision.checkpoints`. Heavy modules are imported on first use,
+so ``import xdlm_vision.training`` stays light.
 """
 
 from __future__ import annotations
@@ -16,11 +16,6 @@ from typing import Any
 _LAZY = {
     "train": "xdlm_vision.training.trainer",
     "TrainResult": "xdlm_vision.training.trainer",
-    "TrainingDiverged": "xdlm_vision.training.trainer",
-    "load_checkpoint": "xdlm_vision.training.checkpoint",
-    "LoadedModel": "xdlm_vision.training.checkpoint",
-    "latest_checkpoint": "xdlm_vision.training.checkpoint",
-    "resolve_checkpoint_dir": "xdlm_vision.training.checkpoint",
     "EMA": "xdlm_vision.training.ema",
 }
 
@@ -33,5 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'xdlm_vision.training' has no attribute {name!r}")
 
 
-__all__ = ["EMA", "LoadedModel", "TrainResult", "TrainingDiverged", "latest_checkpoint", "load_checkpoint",
-           "resolve_checkpoint_dir", "train"]
+__all__ = ["EMA", "TrainResult", "train"]

@@ -9,12 +9,24 @@ loader state has to be saved, and an interrupted-then-resumed run sees exactly t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Sampler
 
 from xdlm_vision.errors import UserError
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (seed, step, rank, ...), stable across platforms."""
+    digest = hashlib.blake2b("/".join(str(int(p)) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def cpu_generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(seed)
+
 
 
 @dataclass(frozen=True)

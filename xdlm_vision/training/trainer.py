@@ -7,47 +7,44 @@ One optimizer step ``s`` (0-based) of a run:
 2. every micro-batch draws its label dropout, its times (antithetic, from the core) and its
    corruption from a CPU generator seeded by (seed, step, process, micro-batch), and the global torch
    RNG (dropout layers) is re-seeded per step the same way;
-3. loss = mean NELBO per token from the core (any k: 0 = MDLM, 1 = UDLM), backward, a NaN/inf
-   check across processes, gradient clipping, AdamW with the LR of :func:`lr_at`, EMA update.
+3. loss = mean NELBO per token (:func:`xdlm_vision.core.batch_nelbo`, any k: 0 = MDLM, 1 = UDLM),
+   backward, a NaN/inf check across processes (:class:`~xdlm_vision.errors.TrainingDiverged`, exit
+   status 3), gradient clipping, AdamW with the LR of :func:`lr_at`, EMA update.
 
 Nothing in a step depends on anything but the seed, the step and the saved weights/optimizer, so a
 run interrupted after a checkpoint and resumed with ``--resume`` reaches the same weights as an
-uninterrupted one. Validation (NELBO in bits per token with fixed seeds) and sample grids use the
-EMA weights and their own generators, so they never disturb training.
+uninterrupted one. Validation (:mod:`~xdlm_vision.training.validation`, NELBO in bits per token
+with fixed seeds) and sample grids (:mod:`~xdlm_vision.training.preview`) use the EMA weights and
+their own generators, so they never disturb training.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from xdlm_vision import __version__
-from xdlm_vision.config import Config, config_from_dict, config_to_dict
-from xdlm_vision.errors import UserError
-from xdlm_vision.training import checkpoint as ckpt_io
-from xdlm_vision.training.build import DataMeta, build_data, build_model, build_tokenizer
+from xdlm_vision import checkpoints as ckpt_io
+from xdlm_vision.backbones import count_parameters
+from xdlm_vision.build import build_model, diffusion_spec
+from xdlm_vision.config import Config
+from xdlm_vision.core import batch_nelbo
+from xdlm_vision.data.registry import build_data
+from xdlm_vision.errors import TrainingDiverged, UserError
 from xdlm_vision.training.ema import EMA
 from xdlm_vision.training.lr import lr_at
 from xdlm_vision.training.metrics import MetricsLogger
-from xdlm_vision.training.order import StepBatchSampler, StepOrder
+from xdlm_vision.training.order import StepBatchSampler, StepOrder, cpu_generator, derive_seed
+from xdlm_vision.training.preview import save_preview
+from xdlm_vision.training.rng_state import capture_rng_state, restore_rng_state
+from xdlm_vision.training.validation import validation_bits_per_token
 
-# config sections that must match when resuming (they define the model and its data)
-RESUME_FIXED = ("model", "tokenizer", "diffusion", "text")
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; raised on every process so that all of them stop."""
+__all__ = ["TrainResult", "TrainingDiverged", "drop_labels", "read_metrics", "train"]
 
 
 @dataclass
@@ -63,55 +60,12 @@ class TrainResult:
 # small pure helpers
 
 
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (seed, step, rank, ...), stable across platforms."""
-    digest = hashlib.blake2b("/".join(str(int(p)) for p in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
-
-
-def cpu_generator(seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(seed)
-
-
 def drop_labels(labels: torch.Tensor, p: float, null_class: int, generator: torch.Generator) -> torch.Tensor:
     """Replace each label by the null class with probability ``p``. labels (B,) -> (B,)."""
     if p <= 0:
         return labels
     u = torch.rand(labels.shape, generator=generator).to(labels.device)  # (B,)
     return torch.where(u < p, torch.full_like(labels, null_class), labels)
-
-
-@dataclass
-class Diffusion:
-    """What the loss needs besides the model: token space, schedule, time conditioning."""
-
-    space: Any  # xdlm_vision.core.TokenSpace
-    schedule: Any
-    time_conditioning: bool
-
-    @classmethod
-    def from_config(cls, cfg: Config, num_tokens: int) -> Diffusion:
-        from xdlm_vision.core import TokenSpace, get_schedule
-
-        return cls(TokenSpace(num_tokens=num_tokens, k=cfg.diffusion.k), get_schedule(cfg.diffusion.schedule),
-                   cfg.model.time_conditioning)
-
-
-def nelbo_per_token(
-    model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, diff: Diffusion, generator: torch.Generator
-) -> torch.Tensor:
-    """Draw t (antithetic) and z_t ~ q(z_t | x0), run the model, return the NELBO (B, L) in nats.
-
-    x0 (B, L) int64 clean tokens; labels (B,) int64 (null class allowed).
-    """
-    from xdlm_vision.core import corrupt, nelbo, sample_times
-
-    b = x0.shape[0]
-    t = sample_times(b, generator=generator).to(x0.device)  # (B,)
-    z_t = corrupt(x0, t, diff.space, diff.schedule, generator=generator)  # (B, L)
-    logits = model(z_t, labels, t if diff.time_conditioning else None)  # (B, L, N)
-    # bf16 logits go in as they are: the loss upcasts chunk by chunk (no full fp32 copy)
-    return nelbo(logits, x0, z_t, t, diff.space, diff.schedule)  # (B, L)
 
 
 def _flatten_batch(batch, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,140 +75,7 @@ def _flatten_batch(batch, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------
-# validation and sample grid
-
-
-@torch.no_grad()
-def validation_bits_per_token(
-    model: nn.Module, dataset: Dataset, diff: Diffusion, batch_size: int, seed: int, accelerator=None,
-) -> float:
-    """Mean NELBO over the validation set in bits per token, with fixed per-batch seeds.
-
-    Batch ``i`` (fixed composition) always uses the generator ``derive_seed(seed, i)``, so the
-    value does not depend on the number of processes; processes take every world-th batch.
-    """
-    rank = accelerator.process_index if accelerator is not None else 0
-    world = accelerator.num_processes if accelerator is not None else 1
-    device = next(model.parameters()).device
-    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum nats, tokens)
-    n_batches = math.ceil(len(dataset) / batch_size)
-    was_training = model.training
-    model.eval()
-    for i in range(rank, n_batches, world):
-        idx = range(i * batch_size, min(len(dataset), (i + 1) * batch_size))
-        x0, labels = _flatten_batch(_collate([dataset[j] for j in idx]), device)
-        # a fresh context per batch: accelerate's autocast context manager is single-use
-        with accelerator.autocast() if accelerator is not None else nullcontext():
-            loss = nelbo_per_token(model, x0, labels, diff, cpu_generator(derive_seed(seed, 77, i)))  # (B, L)
-        total += torch.stack([loss.double().sum(), torch.tensor(float(loss.numel()), device=device)])
-    model.train(was_training)
-    if accelerator is not None and world > 1:
-        total = accelerator.reduce(total, reduction="sum")
-    return float(total[0] / total[1].clamp_min(1) / math.log(2))
-
-
-def _collate(items) -> tuple[torch.Tensor, torch.Tensor]:
-    tokens = torch.stack([torch.as_tensor(it[0]) for it in items])
-    labels = torch.as_tensor([int(it[1]) for it in items])
-    return tokens, labels
-
-
-def grid_classes(cfg: Config, num_classes: int) -> list[int]:
-    """Classes shown in the sample grid: ``sampling.classes`` or up to 10 evenly spaced ones."""
-    if cfg.sampling.classes:
-        bad = [c for c in cfg.sampling.classes if c >= num_classes]
-        if bad:
-            raise UserError(f"sampling.classes {bad} out of range for {num_classes} classes")
-        return list(cfg.sampling.classes)
-    count = min(num_classes, 10)
-    return [int(i * num_classes / count) for i in range(count)]
-
-
-@torch.no_grad()
-def save_sample_grid(model: nn.Module, cfg: Config, meta: DataMeta, diff: Diffusion, path: Path) -> Path | None:
-    """Sample ``sampling.per_class`` images of each grid class and save one row per class (PNG)."""
-    from torchvision.utils import save_image
-
-    from xdlm_vision.core import ancestral_sampler, sample
-    from xdlm_vision.core.rng import seeded_generators
-
-    device = next(model.parameters()).device
-    tokenizer = build_tokenizer(meta.tokenizer_spec, device)
-    if tokenizer is None:  # VQ codes without VQ weights: nothing to decode with
-        return None
-    classes = grid_classes(cfg, meta.num_classes)
-    labels = torch.tensor(classes, device=device).repeat_interleave(cfg.sampling.per_class)  # (B,)
-    gens = seeded_generators([cfg.sampling.seed + i for i in range(len(labels))])
-    was_training = model.training
-    model.eval()
-
-    def model_fn(z, class_labels, t=None):
-        return model(z, class_labels, t).float()  # (B, L, N)
-
-    seq_len = math.prod(meta.grid_shape)
-    steps = ancestral_sampler(
-        model_fn, num_samples=len(labels), seq_len=seq_len, space=diff.space, num_steps=cfg.sampling.num_steps,
-        class_labels=labels, cfg=cfg.sampling.cfg, null_class=meta.num_classes, schedule=diff.schedule,
-        generator=gens, device=device, track_x0=False, pass_time=diff.time_conditioning,
-    )
-    tokens = sample(steps).reshape(len(labels), *meta.grid_shape)  # (B, h, w)
-    model.train(was_training)
-    images = tokenizer.decode(tokens).float().cpu()  # (B, C, H, W) in [-1, 1]
-    if images.shape[-1] < 64:  # tiny images (digits): enlarge so the PNG is readable
-        scale = max(1, 64 // images.shape[-1])
-        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    save_image((images + 1) / 2, tmp, nrow=cfg.sampling.per_class, padding=2, pad_value=0.5)
-    os.replace(tmp, path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
 # run setup
-
-
-def _check_resume_compatible(saved: dict, cfg: Config, where: Path) -> list[str]:
-    """UserError if the model-defining sections differ; returns the other differences."""
-    now = config_to_dict(cfg)
-    saved_cfg = config_to_dict(config_from_dict(saved))
-    diffs = []
-    for section, values in now.items():
-        for key, value in values.items():
-            if saved_cfg[section].get(key) != value:
-                diffs.append(f"{section}.{key}: {saved_cfg[section].get(key)!r} -> {value!r}")
-    fixed = [d for d in diffs if d.split(".")[0] in RESUME_FIXED or d.startswith("data.name")]
-    if fixed:
-        raise UserError(
-            f"--resume: the checkpoint {where} was trained with a different model/data ({'; '.join(fixed)}); "
-            f"use the same config or a fresh --out"
-        )
-    return diffs
-
-
-def checkpoint_meta(cfg: Config, meta: DataMeta, model: nn.Module) -> dict[str, Any]:
-    """Everything config.json records besides the step."""
-    from xdlm_vision.backbones import count_parameters
-
-    backbone_cfg = asdict(model.config) if hasattr(model, "config") else {}
-    return {
-        "toolkit_version": __version__,
-        "config": config_to_dict(cfg),
-        "data": meta.to_dict(),
-        "tokenizer": meta.tokenizer_spec,
-        "class_names": meta.class_names,
-        "num_classes": meta.num_classes,
-        "null_class": meta.num_classes,
-        "num_tokens": meta.num_tokens,
-        "mask_id": meta.num_tokens,
-        "grid_shape": list(meta.grid_shape),
-        "backbone": {
-            "kind": cfg.model.kind,
-            "size": cfg.model.size,
-            "config": backbone_cfg,
-            "num_parameters": count_parameters(model),
-        },
-    }
 
 
 def _make_accelerator(cfg: Config):
@@ -316,11 +137,9 @@ def train(
 
     data = build_data(cfg)
     meta = data.meta
-    diff = Diffusion.from_config(cfg, meta.num_tokens)
+    spec = diffusion_spec(cfg, meta.num_tokens)  # built once, shared by the loss, validation and previews
     torch.manual_seed(derive_seed(tcfg.seed, 0xC0FFEE))  # identical initial weights on every process
     model = build_model(cfg, meta)
-    from xdlm_vision.backbones import count_parameters
-
     n_params = count_parameters(model)
     ema = EMA(model, decay=tcfg.ema_decay, warmup=tcfg.ema_warmup)
     optimizer = torch.optim.AdamW(
@@ -332,7 +151,7 @@ def train(
     train_state = None
     if resume:
         saved = ckpt_io.read_checkpoint_config(existing, flag="--resume")
-        changed = _check_resume_compatible(saved["config"], cfg, existing)
+        changed = ckpt_io.check_resume_compatible(saved["config"], cfg, existing)
         ckpt_io.load_weights(model, existing / "model.safetensors", flag="--resume")
         ckpt_io.load_weights(ema.shadow, existing / "ema.safetensors", flag="--resume")
         train_state = ckpt_io.load_train_state(existing)
@@ -345,7 +164,7 @@ def train(
     ema.shadow.to(accel.device)
     if train_state is not None:
         optimizer.load_state_dict(train_state["optimizer"])
-        ckpt_io.restore_rng_state(train_state["rng"])
+        restore_rng_state(train_state["rng"])
     raw_model = accel.unwrap_model(model)
 
     end = tcfg.steps if stop_after is None else min(tcfg.steps, stop_after)
@@ -364,7 +183,7 @@ def train(
             f"k={cfg.diffusion.k}, steps {start}->{end}, global batch {tcfg.batch_size} "
             f"on {world} process(es), device {accel.device}, precision {tcfg.mixed_precision}"
         )
-    ckpt_meta = checkpoint_meta(cfg, meta, raw_model)
+    ckpt_record = ckpt_io.checkpoint_record(cfg, meta, raw_model)
     last_ckpt = existing
     val_bpt: float | None = None
 
@@ -373,14 +192,14 @@ def train(
             "step": step,
             "optimizer": optimizer.state_dict(),
             "ema_num_updates": ema.num_updates,
-            "rng": ckpt_io.capture_rng_state(),
+            "rng": capture_rng_state(),
             "data": {**asdict(order.cursor(step)), "seed": tcfg.seed, "num_examples": len(data.train)},
             "world_size": world,
             "lr": lr_at(max(step - 1, 0), cfg.optim, tcfg.steps),
         }
         path = None
         if is_main:
-            path = ckpt_io.save_checkpoint(out, step, raw_model, ema.shadow, ckpt_meta, state,
+            path = ckpt_io.save_checkpoint(out, step, raw_model, ema.shadow, ckpt_record, state,
                                            keep=tcfg.keep_checkpoints)
         accel.wait_for_everyone()
         return path or (out / ckpt_io.CHECKPOINTS / ckpt_io.step_dir_name(step))
@@ -391,15 +210,15 @@ def train(
         nonlocal val_bpt, warned_grid
         final = step == tcfg.steps
         if val_set is not None and (final or (tcfg.val_every and step % tcfg.val_every == 0)):
-            val_bpt = validation_bits_per_token(ema.shadow, val_set, diff, tcfg.val_batch_size, tcfg.seed, accel)
+            val_bpt = validation_bits_per_token(ema.shadow, val_set, spec, tcfg.val_batch_size, tcfg.seed, accel)
             logger.log({"step": step, "val_bits_per_token": val_bpt}, echo=True)
         if final or (tcfg.sample_every and step % tcfg.sample_every == 0):
             if is_main:
-                png = save_sample_grid(ema.shadow, cfg, meta, diff, out / "samples" / f"step_{step:07d}.png")
-                if png is not None:
-                    logger.text(f"step {step}: sample grid {png}")
+                preview = save_preview(ema.shadow, cfg, meta, spec, out / "samples" / f"step_{step:07d}.png")
+                if preview.path is not None:
+                    logger.text(f"step {step}: sample grid {preview.path}")
                 elif not warned_grid:
-                    logger.text("no sample grids: the VQ weights are unknown (set tokenizer.path=...)")
+                    logger.text(f"no sample grids: {preview.skipped}")
                     warned_grid = True
             accel.wait_for_everyone()
 
@@ -421,7 +240,7 @@ def train(
             labels = drop_labels(labels, tcfg.label_dropout, meta.num_classes, gen)
             sync = micro == tcfg.grad_accum - 1
             with (nullcontext() if sync or world == 1 else accel.no_sync(model)), accel.autocast():
-                loss = nelbo_per_token(model, x0, labels, diff, gen).mean()
+                loss = batch_nelbo(model, x0, labels, spec, gen).mean()
             accel.backward(loss)  # scaled by 1 / grad_accum inside
             loss_sum += loss.detach() / tcfg.grad_accum
         bad = (~torch.isfinite(loss_sum)).float()
@@ -431,8 +250,8 @@ def train(
             bar.close()
             where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
             raise TrainingDiverged(
-                f"loss became {float(loss_sum)} at step {step}; stopped without applying it ({where}); "
-                f"resume with --resume after lowering optim.lr or raising optim.warmup_steps"
+                f"training diverged: loss became {float(loss_sum)} at step {step}; stopped without applying it "
+                f"({where}); resume with --resume after lowering optim.lr or raising optim.warmup_steps"
             )
         grad_norm = accel.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         optimizer.step()

@@ -6,6 +6,8 @@
   (green mask -> token, blue token -> token, red token -> mask), image grids
 - :mod:`export`      per-step frame images, animated GIF, PNG strip (steps x samples)
 - :mod:`plot`        created / refined / remasked counts against the step, drawn with Pillow
+- :mod:`images`      a batch of images as one PNG grid or one PNG per image
+- :mod:`text_trajectory`  a text sample's trajectory as coloured ANSI text or an HTML page
 
 Only Pillow, numpy and torch are needed.
 """
@@ -20,6 +22,7 @@ from xdlm_vision.viz.export import (
     save_strip,
     trajectory_strip,
 )
+from xdlm_vision.viz.images import save_grid, save_images
 from xdlm_vision.viz.plot import counts_plot
 from xdlm_vision.viz.render import (
     CREATED_RGB,
@@ -56,6 +59,8 @@ __all__ = [
     "record_trajectory",
     "render_frame",
     "save_gif",
+    "save_grid",
+    "save_images",
     "save_png",
     "save_strip",
     "trajectory_strip",

@@ -7,18 +7,18 @@
 - :func:`trajectory_strip` / :func:`save_strip`: steps left to right, samples top to bottom; with
   ``overlay=True`` every sample takes two rows (state, then its overlay).
 
-All writes are atomic (temporary file + ``os.replace``).
+All writes are atomic (:mod:`xdlm_vision.io`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from xdlm_vision.io import atomic_path
 from xdlm_vision.viz.render import (
     BACKGROUND,
     CREATED_RGB,
@@ -112,16 +112,9 @@ def gif_frames(traj: Trajectory, decode: Decode, ncol: int | None = None, scale:
 
 
 def _atomic_save(image: Image.Image, path: str | Path, fmt: str, **kwargs) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def save_png(image: Image.Image, path: str | Path) -> Path:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from xdlm_vision.core.guidance import GuidanceSchedule, guided_logits
-from xdlm_vision.errors import UserError
 
 ModelFn = Callable[..., torch.Tensor]
 
@@ -66,19 +65,19 @@ def sample(steps: Iterator[SamplerStep]) -> torch.Tensor:
     for last in steps:
         pass
     if last is None:
-        raise UserError("the sampler produced no step (num_steps must be >= 1)")
+        raise ValueError("the sampler produced no step (num_steps must be >= 1)")
     return last.z_s
 
 
 def check_common(num_samples: int, seq_len: int, num_steps: int, class_labels, space, null_class, guidance) -> None:
     if num_steps < 1:
-        raise UserError(f"number of sampling steps must be >= 1, got {num_steps}")
+        raise ValueError(f"number of sampling steps must be >= 1, got {num_steps}")
     if num_samples < 1 or seq_len < 1:
-        raise UserError(f"need num_samples >= 1 and seq_len >= 1, got {num_samples}, {seq_len}")
+        raise ValueError(f"need num_samples >= 1 and seq_len >= 1, got {num_samples}, {seq_len}")
     if class_labels is not None and class_labels.shape != (num_samples,):
-        raise UserError(f"class_labels must have shape ({num_samples},), got {tuple(class_labels.shape)}")
+        raise ValueError(f"class_labels must have shape ({num_samples},), got {tuple(class_labels.shape)}")
     if guidance.enabled and null_class is None:
-        raise UserError("classifier-free guidance needs the null class id (null_class)")
+        raise ValueError("classifier-free guidance needs the null class id (null_class)")
 
 
 def guided_model_call(

@@ -29,7 +29,6 @@ from xdlm_vision.core.posterior import categorical_rows
 from xdlm_vision.core.process import TokenSpace
 from xdlm_vision.core.rng import RandomSource
 from xdlm_vision.core.samplers.base import ModelFn, SamplerStep, check_common, guided_model_call, transitions
-from xdlm_vision.errors import UserError
 
 ABSORB_SCHEDULES = ("cosine", "linear")
 REFINE_SCHEDULES = ("constant", "linear")
@@ -80,11 +79,11 @@ def confidence_sampler(
     guidance = as_guidance(cfg)
     check_common(num_samples, seq_len, num_steps, class_labels, space, null_class, guidance)
     if absorb_schedule not in ABSORB_SCHEDULES:
-        raise UserError(f"unknown absorb schedule {absorb_schedule!r}; choose one of {list(ABSORB_SCHEDULES)}")
+        raise ValueError(f"unknown absorb schedule {absorb_schedule!r}; choose one of {list(ABSORB_SCHEDULES)}")
     if refine_schedule not in REFINE_SCHEDULES:
-        raise UserError(f"unknown refine schedule {refine_schedule!r}; choose one of {list(REFINE_SCHEDULES)}")
+        raise ValueError(f"unknown refine schedule {refine_schedule!r}; choose one of {list(REFINE_SCHEDULES)}")
     if temperature < 0 or not (0.0 <= refine_fraction <= 1.0) or confidence_noise < 0:
-        raise UserError("need temperature >= 0, 0 <= refine_fraction <= 1 and confidence_noise >= 0")
+        raise ValueError("need temperature >= 0, 0 <= refine_fraction <= 1 and confidence_noise >= 0")
     if class_labels is not None:
         class_labels = class_labels.to(device)
     rng = RandomSource(generator, num_samples, device)

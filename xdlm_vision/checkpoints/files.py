@@ -1,4 +1,6 @@
-"""Checkpoints (DESIGN.md §3): safetensors weights, a JSON config, and a weights-only resume state.
+"""The checkpoint format: save / list / resolve / read, resume compatibility.
+
+Format (docs/training.md): safetensors weights, a JSON config and a weights-only resume state.
 
 Layout of a run directory ``OUT``::
 
@@ -10,33 +12,36 @@ Layout of a run directory ``OUT``::
                             plain containers only; read with torch.load(weights_only=True))
     OUT/checkpoints/latest.json   {"step": 3000, "dir": "step_0003000"}
 
-Every checkpoint is written into a hidden temporary directory and moved into place with
-``os.replace``; ``latest.json`` is replaced the same way afterwards. A crash therefore leaves
-either the previous complete checkpoint or the new complete one, never a half-written directory
-that :func:`latest_checkpoint` would pick.
+Every checkpoint is written into a hidden temporary directory and moved into place atomically
+(:func:`xdlm_vision.io.replace_dir`); ``latest.json`` is replaced the same way afterwards. A crash
+therefore leaves either the previous complete checkpoint or the new complete one, never a
+half-written directory that :func:`latest_checkpoint` would pick.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from xdlm_vision import __version__
+from xdlm_vision.config import Config, config_from_dict, config_to_dict
+from xdlm_vision.data.meta import DataMeta
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import replace_dir, write_text_atomic
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
 FILES = ("model.safetensors", "ema.safetensors", "config.json", "train_state.pt")
 FORMAT = "xdlm-vision-checkpoint"
 FORMAT_VERSION = 1
+# config sections that must match when resuming (they define the model and its data)
+RESUME_FIXED = ("model", "tokenizer", "diffusion", "text")
 
 
 def step_dir_name(step: int) -> str:
@@ -45,46 +50,6 @@ def step_dir_name(step: int) -> str:
 
 def is_complete(ckpt_dir: Path) -> bool:
     return ckpt_dir.is_dir() and all((ckpt_dir / f).is_file() for f in FILES)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# RNG states as weights-only-loadable containers
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """torch / CUDA / numpy / python RNG states as tensors, lists, ints and floats."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": {
-            "name": str(np_name),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "gauss": float(np_gauss),
-        },
-        "python": {"version": int(py_version), "state": list(py_state), "gauss": py_gauss},
-    }
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    npy = state["numpy"]
-    np.random.set_state(
-        (npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["gauss"])
-    )
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,14 +61,14 @@ def save_checkpoint(
     step: int,
     model: nn.Module,
     ema_model: nn.Module,
-    meta: dict[str, Any],
+    record: dict[str, Any],
     train_state: dict[str, Any],
     keep: int = 0,
 ) -> Path:
     """Write ``OUT/checkpoints/step_XXXXXXX`` atomically and point ``latest.json`` at it.
 
-    ``model`` / ``ema_model`` are unwrapped modules; ``meta`` goes to config.json (the step and the
-    format tag are added); ``train_state`` must hold only weights-only-loadable values.
+    ``model`` / ``ema_model`` are unwrapped modules; ``record`` (:func:`checkpoint_record`) goes to
+    config.json (the step and the format tag are added); ``train_state`` must hold only weights-only-loadable values.
     ``keep`` > 0 deletes all but the newest ``keep`` checkpoints afterwards.
     """
     from safetensors.torch import save_model
@@ -118,17 +83,11 @@ def save_checkpoint(
     tag = {"format": "pt", "step": str(step)}
     save_model(model, str(tmp / "model.safetensors"), metadata=tag)
     save_model(ema_model, str(tmp / "ema.safetensors"), metadata=tag)
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **meta}
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **record}
     (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
     torch.save(train_state, tmp / "train_state.pt")
-    if final.exists():  # re-saving the same step (e.g. after a resume): swap it out atomically
-        old = root / f".old_{step_dir_name(step)}_{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
-    _atomic_write_text(root / LATEST, json.dumps({"step": step, "dir": final.name}))
+    replace_dir(tmp, final)  # re-saving the same step (e.g. after a resume) swaps the old one out
+    write_text_atomic(root / LATEST, json.dumps({"step": step, "dir": final.name}))
     if keep > 0:
         prune_checkpoints(root, keep)
     return final
@@ -243,69 +202,54 @@ def load_train_state(ckpt_dir: str | Path, flag: str = "--resume") -> dict[str, 
         raise UserError(f"{flag}: cannot read {path} ({exc.__class__.__name__}: {exc})") from None
 
 
-@dataclass
-class LoadedModel:
-    """A trained backbone ready for sampling/evaluation, with everything needed to use it."""
-
-    model: nn.Module  # backbone in eval mode on the requested device
-    config: Any  # the run's xdlm_vision.config.Config
-    tokenizer_spec: dict  # a tokenizer factory spec: {"kind": "pixel" | "llamagen" | "diffusers", ...}
-    class_names: list[str]  # C names; class id C is the null class
-    num_classes: int  # C
-    num_tokens: int  # N data tokens; mask id N
-    grid_shape: tuple[int, ...]  # token grid (h, w) or (L,)
-    step: int  # optimizer step of the checkpoint
-    ema: bool  # True if the EMA weights were loaded
-    path: Path  # the step directory
-    meta: dict = field(default_factory=dict)  # the full config.json
-
-    @property
-    def null_class(self) -> int:
-        return self.num_classes
-
-    def tokenizer(self, device: str | torch.device = "cpu", checkpoint: str | None = None):
-        """The image tokenizer of this model (pixel, or the VQ recorded by extract-codes;
-        ``checkpoint`` overrides the VQ weights path)."""
-        from xdlm_vision.tokenizers.factory import load_tokenizer
-
-        return load_tokenizer(self.tokenizer_spec, device=device, checkpoint=checkpoint)
 
 
-def load_checkpoint(
-    path: str | Path, ema: bool = True, device: str | torch.device = "cpu", flag: str = "--checkpoint"
-) -> LoadedModel:
-    """Rebuild the backbone of a checkpoint and load its EMA (default) or raw weights.
 
-    ``path`` may be a step directory, a run directory or its ``checkpoints/`` folder (the latest
-    checkpoint is used). Missing or corrupt files raise UserError naming ``flag``.
-    """
-    from xdlm_vision.config import config_from_dict
-    from xdlm_vision.training.build import DataMeta, build_model
+# ---------------------------------------------------------------------------------------------
+# the record in config.json, resume compatibility
 
-    ckpt = resolve_checkpoint_dir(path, flag)
-    meta = read_checkpoint_config(ckpt, flag)
-    try:
-        cfg = config_from_dict(meta["config"])
-        data = DataMeta.from_dict(meta["data"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{flag} {ckpt}: config.json lacks {exc}") from None
-    weights = ckpt / ("ema.safetensors" if ema else "model.safetensors")
-    if not weights.is_file():
-        raise UserError(f"{flag} {ckpt} has no {weights.name}; this checkpoint only supports "
-                        f"{'--no-ema' if ema else '--ema'}")
-    model = build_model(cfg, data)
-    load_weights(model, weights, flag)
-    model.to(device).eval().requires_grad_(False)
-    return LoadedModel(
-        model=model,
-        config=cfg,
-        tokenizer_spec=dict(meta.get("tokenizer", data.tokenizer_spec)),
-        class_names=list(data.class_names),
-        num_classes=data.num_classes,
-        num_tokens=data.num_tokens,
-        grid_shape=tuple(data.grid_shape),
-        step=int(meta.get("step", 0)),
-        ema=ema,
-        path=ckpt,
-        meta=meta,
-    )
+
+def checkpoint_record(cfg: Config, data: DataMeta, model: nn.Module) -> dict[str, Any]:
+    """Everything config.json records besides the step and the format tag."""
+    from dataclasses import asdict
+
+    from xdlm_vision.backbones import count_parameters
+
+    backbone_cfg = asdict(model.config) if hasattr(model, "config") else {}
+    return {
+        "toolkit_version": __version__,
+        "config": config_to_dict(cfg),
+        "data": data.to_dict(),
+        "tokenizer": data.tokenizer_spec,
+        "class_names": data.class_names,
+        "num_classes": data.num_classes,
+        "null_class": data.num_classes,
+        "num_tokens": data.num_tokens,
+        "mask_id": data.num_tokens,
+        "grid_shape": list(data.grid_shape),
+        "backbone": {
+            "kind": cfg.model.kind,
+            "size": cfg.model.size,
+            "config": backbone_cfg,
+            "num_parameters": count_parameters(model),
+        },
+    }
+
+
+def check_resume_compatible(saved: dict, cfg: Config, where: Path) -> list[str]:
+    """UserError if the model-defining sections of ``cfg`` differ from the saved run config
+    (``saved`` = config.json's ``config``); returns the other differences, one line each."""
+    now = config_to_dict(cfg)
+    saved_cfg = config_to_dict(config_from_dict(saved))
+    diffs = []
+    for section, values in now.items():
+        for key, value in values.items():
+            if saved_cfg[section].get(key) != value:
+                diffs.append(f"{section}.{key}: {saved_cfg[section].get(key)!r} -> {value!r}")
+    fixed = [d for d in diffs if d.split(".")[0] in RESUME_FIXED or d.startswith("data.name")]
+    if fixed:
+        raise UserError(
+            f"--resume: the checkpoint {where} was trained with a different model/data ({'; '.join(fixed)}); "
+            f"use the same config or a fresh --out"
+        )
+    return diffs

@@ -1,4 +1,4 @@
-"""From a Config to the objects a run needs: data, backbone, tokenizer.
+"""Every dataset of the toolkit, keyed by ``data.name`` (see docs/architecture.md).
 
 Datasets are a small registry keyed by ``data.name``. Each entry gives
 
@@ -12,55 +12,14 @@ Adding a dataset is one function pair plus one entry in ``DATASETS``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from torch import nn
-from torch.utils.data import Dataset
-
 from xdlm_vision.config import Config
+from xdlm_vision.data.meta import DataBundle, DataMeta, DatasetEntry
+from xdlm_vision.data.text.entry import text_build, text_meta
 from xdlm_vision.errors import UserError
-from xdlm_vision.text.entry import text_build, text_meta
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-@dataclass
-class DataMeta:
-    num_tokens: int  # N data tokens (mask id N)
-    grid_shape: tuple[int, ...]  # token grid (h, w) of one example
-    num_classes: int  # C (null class id C)
-    class_names: list[str]  # C names
-    tokenizer_spec: dict = field(default_factory=dict)  # how to decode tokens into images
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["grid_shape"] = list(self.grid_shape)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DataMeta:
-        return cls(
-            num_tokens=int(d["num_tokens"]),
-            grid_shape=tuple(int(v) for v in d["grid_shape"]),
-            num_classes=int(d["num_classes"]),
-            class_names=[str(c) for c in d["class_names"]],
-            tokenizer_spec=dict(d.get("tokenizer_spec", {})),
-        )
-
-
-@dataclass
-class DataBundle:
-    train: Dataset  # items (tokens (h, w) int64, label int64)
-    val: Dataset | None  # same; None = no validation split
-    meta: DataMeta
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    meta: Callable[[Config], DataMeta]
-    build: Callable[[Config], DataBundle]
 
 
 def tokenizer_spec(cfg: Config) -> dict[str, Any]:
@@ -174,29 +133,3 @@ def data_meta(cfg: Config) -> DataMeta:
 def build_data(cfg: Config) -> DataBundle:
     """Train/validation datasets of ``cfg`` (UserError if the data path is missing)."""
     return _entry(cfg).build(cfg)
-
-
-def build_model(cfg: Config, meta: DataMeta) -> nn.Module:
-    """The backbone of ``cfg`` for ``meta``'s vocabulary/grid/classes (float32, train mode)."""
-    from xdlm_vision.backbones import build_backbone
-
-    return build_backbone(
-        cfg.model.kind,
-        num_tokens=meta.num_tokens,
-        grid_shape=tuple(meta.grid_shape),
-        num_classes=meta.num_classes,
-        size=cfg.model.size,
-        time_conditioning=cfg.model.time_conditioning,
-        **cfg.model.overrides,
-    )
-
-
-def build_tokenizer(spec: dict[str, Any], device="cpu"):
-    """Decoder for sample grids from a tokenizer spec; None (grid skipped) when it cannot be built,
-    e.g. VQ weights that were never given (tokenizer.path)."""
-    from xdlm_vision.tokenizers.factory import load_tokenizer
-
-    try:
-        return load_tokenizer(spec, device=device)
-    except (UserError, KeyError, OSError):
-        return None

@@ -1,7 +1,8 @@
 """The Gradio demo: sample class-conditional images and watch every step of the sampler.
 
-Served by ``xdlm-vision demo`` (and ``apps/xdlm_demo.py``). It lives inside the package so that
-the installed command works without the repository checkout; gradio is imported only in
+Served by ``xdlm-vision demo`` (and ``apps/xdlm_demo.py``). It is an app on top of sampling and viz
+(docs/architecture.md) and lives inside the package so that the installed command works without the
+repository checkout; gradio is imported only in
 :func:`build_demo` / :func:`launch`.
 
 The sampling side (:class:`DemoSampler`) has no gradio dependency: ``stream(...)`` validates the
@@ -22,8 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from xdlm_vision.errors import UserError
-
-SAMPLER_CHOICES = ("ancestral", "confidence")
+from xdlm_vision.sampling.generate import SAMPLER_CHOICES
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class DemoSampler:
         show = shown_steps(req.steps, self.limits.max_frames)
         counts = []
         for st in sampler_steps(self.sm, [req.label] * req.num_images, seeds, opts):
-            frame = frame_from_step(st, self.sm.grid_shape, self.sm.mask_id)
+            frame = frame_from_step(st, self.sm.grid_shape, self.sm.space.mask_id)
             counts.append(frame.counts)
             if st.step not in show:
                 continue

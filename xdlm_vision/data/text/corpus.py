@@ -1,7 +1,7 @@
 """Text documents: the embedded standard-library corpus and plain-text / JSONL files.
 
 A *document* is one string (plus an optional label for conditioning). The packer
-(:mod:`xdlm_vision.text.packing`) joins documents with an end-of-text token.
+(:mod:`xdlm_vision.data.text.packing`) joins documents with an end-of-text token.
 
 * :func:`stdlib_documents` — the embedded default corpus, available on every machine with no
   download and no extra package: the docstrings of a fixed list of Python standard-library modules

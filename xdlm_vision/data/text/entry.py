@@ -1,7 +1,7 @@
 """The ``text`` entry of the trainer's data registry (``data.name: text``).
 
 ``text_meta(cfg)`` and ``text_build(cfg)`` follow the contract of
-:mod:`xdlm_vision.training.build`: vocabulary N = the tokenizer's size, a 1-D grid
+:mod:`xdlm_vision.data.registry`: vocabulary N = the tokenizer's size, a 1-D grid
 ``(text.seq_len,)``, no classes (or the JSONL labels when ``text.label_field`` is set), and a
 ``tokenizer`` spec of kind ``"text"`` from which sampling and evaluation rebuild the tokenizer and
 the validation split. This module imports nothing heavy at the top, so the registry can import
@@ -16,9 +16,9 @@ from typing import Any
 def _names(cfg, options) -> list[str]:
     if options.label_field is None:
         return []
+    from xdlm_vision.data.text.corpus import read_documents
+    from xdlm_vision.data.text.dataset import class_names_of
     from xdlm_vision.errors import UserError
-    from xdlm_vision.text.corpus import read_documents
-    from xdlm_vision.text.dataset import class_names_of
 
     if not cfg.data.path:
         raise UserError("text.label_field needs a JSONL file in data.path (the embedded corpus has no labels)")
@@ -29,9 +29,9 @@ def _names(cfg, options) -> list[str]:
 
 
 def _meta(cfg, tokenizer, names: list[str]) -> Any:
-    from xdlm_vision.text.config import text_options
-    from xdlm_vision.text.dataset import corpus_spec
-    from xdlm_vision.training.build import DataMeta
+    from xdlm_vision.config import text_options
+    from xdlm_vision.data.meta import DataMeta
+    from xdlm_vision.data.text.dataset import corpus_spec
 
     options = text_options(cfg)
     spec = corpus_spec(options, tokenizer, cfg.data.path, cfg.data.val_path)
@@ -41,9 +41,9 @@ def _meta(cfg, tokenizer, names: list[str]) -> Any:
 
 def text_meta(cfg) -> Any:
     """DataMeta of a text run (loads the tokenizer; reads the data only for labelled JSONL)."""
-    from xdlm_vision.text.config import text_options
-    from xdlm_vision.text.dataset import check_options
-    from xdlm_vision.text.tokenizers import load_text_tokenizer
+    from xdlm_vision.config import text_options
+    from xdlm_vision.data.text.dataset import check_options
+    from xdlm_vision.tokenizers.text import load_text_tokenizer
 
     options = text_options(cfg)
     check_options(options)
@@ -52,18 +52,11 @@ def text_meta(cfg) -> Any:
 
 def text_build(cfg) -> Any:
     """DataBundle of a text run: packed train/validation sequences, items (tokens (L,), label)."""
-    from xdlm_vision.text.config import text_options
-    from xdlm_vision.text.dataset import build_text_corpus
-    from xdlm_vision.training.build import DataBundle
+    from xdlm_vision.config import text_options
+    from xdlm_vision.data.meta import DataBundle
+    from xdlm_vision.data.text.dataset import build_text_corpus
 
     options = text_options(cfg)
     corpus = build_text_corpus(options, cfg.data.path, cfg.data.val_path)
     return DataBundle(corpus.train, corpus.val, _meta(cfg, corpus.tokenizer, corpus.class_names))
 
-
-def register(datasets: dict | None = None) -> None:
-    """Add the ``text`` entry to the trainer's ``DATASETS`` registry (idempotent)."""
-    from xdlm_vision.training import build
-
-    target = build.DATASETS if datasets is None else datasets
-    target.setdefault("text", build.DatasetEntry(text_meta, text_build))

@@ -1,7 +1,7 @@
 """Packed text datasets: documents -> tokenizer -> wrap packing -> (tokens (L,), label) items.
 
 :func:`build_text_corpus` is the one place that turns text options into train/validation tensors;
-the trainer's data registry (:mod:`xdlm_vision.text.entry`), the perplexity evaluation and the
+the trainer's data registry (:mod:`xdlm_vision.data.text.entry`), the perplexity evaluation and the
 tests all go through it, so a checkpoint's validation set can be rebuilt exactly from the spec
 stored with it (:func:`corpus_spec` / :func:`corpus_from_spec`).
 """
@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from xdlm_vision.config import TextConfig
+from xdlm_vision.data.text.corpus import Document, read_documents, stdlib_documents
+from xdlm_vision.data.text.packing import PackedSequences, pack_labelled, split_documents
 from xdlm_vision.errors import UserError
-from xdlm_vision.text.config import TextConfig
-from xdlm_vision.text.corpus import Document, read_documents, stdlib_documents
-from xdlm_vision.text.packing import PackedSequences, pack_labelled, split_documents
-from xdlm_vision.text.tokenizers import TextTokenizer, encode_documents, load_text_tokenizer
+from xdlm_vision.tokenizers.text import TextTokenizer, encode_documents, load_text_tokenizer
 
 EMBEDDED_CORPUS = "stdlib-docstrings"  # name of the embedded corpus in specs and logs
 
@@ -135,15 +135,6 @@ def options_from_spec(spec: dict[str, Any]) -> TextConfig:
     return TextConfig(**spec["options"])
 
 
-def tokenizer_from_spec(spec: dict[str, Any]) -> TextTokenizer:
-    """The checkpoint's tokenizer; its vocabulary must match the stored size."""
-    tokenizer = load_text_tokenizer(options_from_spec(spec).tokenizer)
-    if int(tokenizer.vocab_size) != int(spec["vocab_size"]):
-        raise UserError(f"tokenizer {spec['tokenizer']} now has {tokenizer.vocab_size} tokens but the checkpoint "
-                        f"was trained with {spec['vocab_size']}; restore the original tokenizer files")
-    return tokenizer
-
-
 def evaluation_set_from_spec(spec: dict[str, Any], path: str | None = None,
                              class_names: list[str] | None = None) -> PackedTextDataset:
     """The text a checkpoint is evaluated on, packed exactly as in training.
@@ -153,7 +144,9 @@ def evaluation_set_from_spec(spec: dict[str, Any], path: str | None = None,
     ``class_names``, the checkpoint's classes).
     """
     options = options_from_spec(spec)
-    tokenizer = tokenizer_from_spec(spec)
+    from xdlm_vision.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(spec)
     if path is None:
         corpus = build_text_corpus(options, spec.get("data_path"), spec.get("val_path"), tokenizer=tokenizer)
         if corpus.val is None:

@@ -17,12 +17,13 @@ page (inline CSS, every token HTML-escaped).
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from xdlm_vision.io import write_text_atomic
 
 KINDS = ("keep", "mask", "created", "refined", "remasked")
 ANSI = {
@@ -164,9 +165,4 @@ body {{ font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; f
 
 def write_html(path: str | Path, page: str) -> Path:
     """Write atomically (temp file + rename); creates the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, page)

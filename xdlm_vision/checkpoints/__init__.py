@@ -1,0 +1,44 @@
+"""Checkpoints: the on-disk format and the one :class:`LoadedModel` every consumer works from.
+
+- :mod:`files`   save / list / resolve / read a checkpoint, its config.json record, resume checks
+- :mod:`loaded`  :class:`LoadedModel` and :func:`load_checkpoint` (backbone + diffusion spec + data)
+
+The layout of a run directory is described in :mod:`xdlm_vision.checkpoints.files` and docs/training.md.
+"""
+
+from xdlm_vision.checkpoints.files import (
+    CHECKPOINTS,
+    FILES,
+    FORMAT,
+    FORMAT_VERSION,
+    LATEST,
+    RESUME_FIXED,
+    check_resume_compatible,
+    checkpoint_record,
+    is_complete,
+    is_weights_only,
+    latest_checkpoint,
+    list_checkpoints,
+    load_train_state,
+    load_weights,
+    prune_checkpoints,
+    read_checkpoint_config,
+    resolve_checkpoint_dir,
+    save_checkpoint,
+    step_dir_name,
+)
+from xdlm_vision.checkpoints.loaded import (
+    PACKAGED_CHECKPOINT,
+    LoadedModel,
+    is_text_checkpoint,
+    load_checkpoint,
+    packaged_checkpoint,
+)
+
+__all__ = [
+    "CHECKPOINTS", "FILES", "FORMAT", "FORMAT_VERSION", "LATEST", "PACKAGED_CHECKPOINT", "RESUME_FIXED",
+    "LoadedModel", "check_resume_compatible", "checkpoint_record", "is_complete", "is_text_checkpoint",
+    "is_weights_only", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "load_train_state",
+    "load_weights", "packaged_checkpoint", "prune_checkpoints", "read_checkpoint_config",
+    "resolve_checkpoint_dir", "save_checkpoint", "step_dir_name",
+]
