@@ -2,6 +2,7 @@
 
 - :mod:`files`   save / list / resolve / read a checkpoint, its config.json record, resume checks
 - :mod:`loaded`  :class:`LoadedModel` and :func:`load_checkpoint` (backbone + diffusion spec + data)
+- :mod:`packaged` the checkpoints shipped in the package and their ``packaged:NAME`` short names
 
 The layout of a run directory is described in :mod:`xdlm_vision.checkpoints.files` and docs/training.md.
 """
@@ -34,11 +35,12 @@ from xdlm_vision.checkpoints.loaded import (
     load_checkpoint,
     packaged_checkpoint,
 )
+from xdlm_vision.checkpoints.packaged import PACKAGED, packaged_names, packaged_path, resolve_packaged
 
 __all__ = [
-    "CHECKPOINTS", "FILES", "FORMAT", "FORMAT_VERSION", "LATEST", "PACKAGED_CHECKPOINT", "RESUME_FIXED",
+    "CHECKPOINTS", "FILES", "FORMAT", "FORMAT_VERSION", "LATEST", "PACKAGED", "PACKAGED_CHECKPOINT", "RESUME_FIXED",
     "LoadedModel", "check_resume_compatible", "checkpoint_record", "is_complete", "is_text_checkpoint",
     "is_weights_only", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "load_train_state",
-    "load_weights", "packaged_checkpoint", "prune_checkpoints", "read_checkpoint_config",
-    "resolve_checkpoint_dir", "save_checkpoint", "step_dir_name",
+    "load_weights", "packaged_checkpoint", "packaged_names", "packaged_path", "prune_checkpoints", "read_checkpoint_config",
+    "resolve_checkpoint_dir", "resolve_packaged", "save_checkpoint", "step_dir_name",
 ]

@@ -12,16 +12,16 @@ from torch import nn
 
 from xdlm_vision.build import DiffusionSpec, ModelFn, build_model, diffusion_spec, make_model_fn
 from xdlm_vision.checkpoints.files import (
-    is_weights_only,
     load_weights,
     read_checkpoint_config,
     resolve_checkpoint_dir,
 )
+from xdlm_vision.checkpoints.packaged import PACKAGED, resolve_packaged
 from xdlm_vision.config import Config, config_from_dict
 from xdlm_vision.data.meta import DataMeta
 from xdlm_vision.errors import UserError
 
-PACKAGED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "digits_default"
+PACKAGED_CHECKPOINT = PACKAGED["digits"]
 
 
 @dataclass
@@ -109,14 +109,12 @@ def load_checkpoint(
     """Rebuild the backbone of a checkpoint and load its EMA (default) or raw weights.
 
     ``path`` may be a step directory, a run directory or its ``checkpoints/`` folder (the latest
-    checkpoint is used); None is the packaged digits checkpoint. ``k`` overrides the trained
+    checkpoint is used); None is the packaged digits checkpoint and ``packaged:NAME`` another
+    packaged one (:mod:`xdlm_vision.checkpoints.packaged`). ``k`` overrides the trained
     mixing ratio (``--k``, checked by the command). Missing or corrupt files raise UserError
     naming ``flag``.
     """
-    if path is None:
-        path = packaged_checkpoint()
-        if not is_weights_only(path):
-            raise UserError(f"the packaged digits checkpoint is missing from {path}; pass --checkpoint DIR")
+    path = resolve_packaged(path, flag)
     device = torch.device(device)
     ckpt = resolve_checkpoint_dir(path, flag)
     record = read_checkpoint_config(ckpt, flag)

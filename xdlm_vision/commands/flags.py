@@ -24,10 +24,12 @@ CFG_HELP = (
 def add_checkpoint(p: argparse.ArgumentParser, required: bool = True) -> None:
     if required:
         p.add_argument("--checkpoint", required=True, metavar="DIR",
-                       help="checkpoint step directory or run directory (its newest checkpoint)")
+                       help="checkpoint step directory, run directory (its newest checkpoint) or "
+                            "packaged:NAME (digits, digits-mdlm)")
     else:
         p.add_argument("--checkpoint", default=None, metavar="DIR",
-                       help="checkpoint step directory or run directory (default: the packaged digits checkpoint)")
+                       help="checkpoint step directory, run directory (its newest checkpoint) or "
+                            "packaged:NAME (digits, digits-mdlm) (default: packaged:digits)")
 
 
 def add_ema(p: argparse.ArgumentParser) -> None:

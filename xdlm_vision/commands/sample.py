@@ -2,7 +2,8 @@
 
 Image i uses seed ``--seed + i`` and its own random stream, so it is the same image whatever
 ``--num`` and ``--batch-size`` are. Without ``--checkpoint`` the digits checkpoint that ships with
-the package is used.
+the package is used. ``--compare A B ...`` samples two or more checkpoints alike and writes the
+side-by-side view (:func:`run_compare`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from xdlm_vision.commands import flags
 
     flags.add_checkpoint(parser, required=False)
+    parser.add_argument("--compare", nargs="+", default=None, metavar="CHECKPOINT",
+                        help="two or more checkpoints (directories or packaged:NAME) sampled with the same classes, "
+                             "seeds, steps, sampler and CFG; --out gets one column per model (final images above "
+                             "the created/refined/remasked counts), --trajectory the side-by-side GIF")
     parser.add_argument("--class", dest="classes", default="0", metavar="ID|ID,ID,..|random",
                         help="class id, a comma list cycled over --num, or 'random' (from each image's seed) "
                              "(default 0)")
@@ -40,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    if args.compare is not None:
+        return run_compare(args)
 
     from xdlm_vision import sampling
     from xdlm_vision.errors import UserError
@@ -83,4 +91,37 @@ def run(args: argparse.Namespace) -> int:
           f"with {args.sampler}, {args.steps} steps, cfg gamma {args.cfg} ({args.cfg_schedule}), "
           f"k {sm.space.k}{k_note}, device {device}")
     print(f"wrote {written[0]}" + (f" and {len(written) - 1} more file(s)" if len(written) > 1 else ""))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``--compare``: sample every checkpoint alike, write the summary PNG (and the GIF)."""
+    from xdlm_vision import sampling
+    from xdlm_vision.errors import UserError
+    from xdlm_vision.viz import TrajectoryRecorder
+    from xdlm_vision.viz.compare import CompareColumn, save_compare
+
+    if args.checkpoint is not None:
+        raise UserError("--compare names every checkpoint itself; drop --checkpoint")
+    if args.save_dir is not None:
+        raise UserError("--save-dir is not supported with --compare")
+    if args.trajectory is not None and not str(args.trajectory).lower().endswith(".gif"):
+        raise UserError(f"--trajectory must name a .gif file, got {args.trajectory!r}")
+    if args.num > args.batch_size:
+        raise UserError(f"--compare shows every image, so --num ({args.num}) must be <= --batch-size ({args.batch_size})")
+    device = sampling.resolve_device(args.device)
+    models = sampling.load_compare_models(args.compare, ema=args.ema, device=device, k=args.k,
+                                          tokenizer_checkpoint=args.tokenizer_checkpoint)
+    labels = sampling.parse_classes(args.classes, args.num, sampling.compare_class_count(models), args.seed)
+    seeds = sampling.sample_seeds(args.seed, args.num)
+    opts = sampling.SamplingOptions(steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
+                                    sampler=args.sampler)
+    recorders = [TrajectoryRecorder(m.lm.grid_shape, m.lm.mask_id) for m in models]
+    sampling.sample_compare(models, labels, seeds, opts, args.batch_size, [r.watch for r in recorders])
+    columns = [CompareColumn(m.name, m.subtitle, r.trajectory, sampling.decoder(m.lm.tokenizer, device))
+               for m, r in zip(models, recorders)]
+    written = save_compare(columns, args.out, args.trajectory)
+    print(f"compared {len(models)} checkpoints ({', '.join(m.name for m in models)}) on {args.num} images with "
+          f"{args.sampler}, {args.steps} steps, cfg gamma {args.cfg} ({args.cfg_schedule}), device {device}")
+    print("wrote " + " and ".join(str(p) for p in written))
     return 0
