@@ -1,7 +1,9 @@
 """The Gradio demo (an app on top of sampling and viz; see docs/architecture.md).
 
-:mod:`xdlm_vision.demo.app` holds the sampling tab, the request limits and ``launch``; further tabs
-live in their own modules of this package and are added by :func:`~xdlm_vision.demo.app.build_demo`.
+- :mod:`app`      the sampling tab (:class:`DemoSampler`, request limits) and ``build_demo``
+- :mod:`models`   the model picker: every packaged checkpoint plus every ``--checkpoint`` given
+- :mod:`compare`  the compare tab: two models side by side, step by step, with a step scrubber
+- :mod:`site`     the whole app (``build_site``) and ``launch``; new tabs are listed in ``site.TABS``
 """
 
 from xdlm_vision.demo.app import (
@@ -10,10 +12,12 @@ from xdlm_vision.demo.app import (
     DemoRequest,
     DemoSampler,
     build_demo,
-    launch,
     shown_steps,
     validate_request,
 )
+from xdlm_vision.demo.compare import CompareFrame, DemoCompare, add_compare_tab
+from xdlm_vision.demo.models import DemoModels
+from xdlm_vision.demo.site import build_site, launch
 
-__all__ = ["DemoFrame", "DemoLimits", "DemoRequest", "DemoSampler", "build_demo", "launch", "shown_steps",
-           "validate_request"]
+__all__ = ["CompareFrame", "DemoCompare", "DemoFrame", "DemoLimits", "DemoModels", "DemoRequest", "DemoSampler",
+           "add_compare_tab", "build_demo", "build_site", "launch", "shown_steps", "validate_request"]

@@ -2,21 +2,21 @@
 
 Served by ``xdlm-vision demo`` (and ``apps/xdlm_demo.py``). It is an app on top of sampling and viz
 (docs/architecture.md) and lives inside the package so that the installed command works without the
-repository checkout; gradio is imported only in
-:func:`build_demo` / :func:`launch`.
+repository checkout; gradio is imported only in :func:`build_demo`.
 
 The sampling side (:class:`DemoSampler`) has no gradio dependency: ``stream(...)`` validates the
 request against :class:`DemoLimits` and yields one :class:`DemoFrame` per shown step — the grid of
 current states (masked cells grey), the transition overlay (green mask -> token, blue
 token -> token, red token -> mask), the counts plot so far, a counts line, and on the last step
-the final grid. Inputs never reach a file path: the checkpoint is fixed when the app starts and
-images go back to the browser through Gradio's own cache.
+the final grid. Inputs never reach a file path: the checkpoints are fixed when the app starts (the
+model picker offers names) and images go back to the browser through Gradio's own cache. Serving (``launch``, the model picker
+over every packaged checkpoint and the further tabs) is :mod:`xdlm_vision.demo.site`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,65 +165,82 @@ tokens changed: <span style="color:#00c800">green</span> mask → token,
 CFG is γ in the XDLM convention (γ = 0: plain conditional; LlamaGen/DiT scale = 1 + γ)."""
 
 
-def build_demo(sampler: DemoSampler):
-    """The gr.Blocks app (queue: one sampling job at a time)."""
+class SingleModel:
+    """The model picker's source when the app serves one loaded sampler (see demo/models.py)."""
+
+    def __init__(self, sampler: DemoSampler, name: str = "model") -> None:
+        self.sampler, self.names, self.default, self.limits = sampler, [name], name, sampler.limits
+
+    def get(self, name) -> DemoSampler:
+        if name not in self.names:
+            raise UserError(f"model must be one of {self.names}, got {name!r}")
+        return self.sampler
+
+
+def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[Callable] = ()):
+    """The gr.Blocks app (queue: one sampling job at a time).
+
+    ``models`` feeds the model picker (``names``, ``default``, ``get(name) -> DemoSampler``, e.g.
+    :class:`xdlm_vision.demo.models.DemoModels`); without it the picker offers ``sampler`` alone.
+    ``tabs`` are further tabs: each ``tab(models)`` is called inside the Blocks after the sampling
+    tab (e.g. :func:`xdlm_vision.demo.compare.add_compare_tab`).
+    """
     import gradio as gr
 
+    if models is None:
+        if sampler is None:
+            raise ValueError("build_demo needs a sampler or models")
+        models = SingleModel(sampler)
+    sampler = models.get(models.default)
     lim = sampler.limits
     choices = sampler.class_choices
 
-    def run(label, cfg, steps, sampler_name, seed, num_images):
+    def run(label, cfg, steps, sampler_name, seed, num_images, model=models.default):
         try:
-            for f in sampler.stream(label, cfg, steps, sampler_name, seed, num_images):
+            for f in models.get(model).stream(label, cfg, steps, sampler_name, seed, num_images):
                 yield f.state, f.overlay, f.plot, f.caption, f.final
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
+    def pick(model):
+        try:
+            options = models.get(model).class_choices
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+        return gr.update(choices=options, value=options[0][1])
+
     with gr.Blocks(title="xdlm-vision demo") as demo:
         gr.Markdown(INTRO)
-        with gr.Row():
-            with gr.Column(scale=1, min_width=260):
-                label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="class")
-                cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="cfg")
-                steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="steps")
-                sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
-                                        elem_id="sampler")
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
-                                 elem_id="seed")
-                num = gr.Slider(1, lim.max_images, value=16, step=1, label="number of images", elem_id="num")
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column(scale=3):
-                caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")
-                with gr.Row():
-                    state = gr.Image(label="current state (grey = masked)", type="pil", format="png",
-                                     interactive=False, elem_id="state")
-                    overlay = gr.Image(label="transitions of this step", type="pil", format="png",
-                                       interactive=False, elem_id="overlay")
-                with gr.Row():
-                    plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
-                                    elem_id="plot")
-                    final = gr.Image(label="final grid", type="pil", format="png", interactive=False,
-                                     elem_id="final")
-        button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num],
-                     outputs=[state, overlay, plot, caption, final], api_name="generate")
+        with gr.Tab("Sample", id="sample", elem_id="sample-tab"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=260):
+                    model = gr.Dropdown(choices=list(models.names), value=models.default, label="model",
+                                        elem_id="model")
+                    label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="class")
+                    cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="cfg")
+                    steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="steps")
+                    sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
+                                            elem_id="sampler")
+                    seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
+                                     elem_id="seed")
+                    num = gr.Slider(1, lim.max_images, value=16, step=1, label="number of images", elem_id="num")
+                    button = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Column(scale=3):
+                    caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")
+                    with gr.Row():
+                        state = gr.Image(label="current state (grey = masked)", type="pil", format="png",
+                                         interactive=False, elem_id="state")
+                        overlay = gr.Image(label="transitions of this step", type="pil", format="png",
+                                           interactive=False, elem_id="overlay")
+                    with gr.Row():
+                        plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
+                                        elem_id="plot")
+                        final = gr.Image(label="final grid", type="pil", format="png", interactive=False,
+                                         elem_id="final")
+            button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num, model],
+                         outputs=[state, overlay, plot, caption, final], api_name="generate")
+            model.change(pick, inputs=[model], outputs=[label], api_name=False)
+        for tab in tabs:
+            tab(models)
     demo.queue(default_concurrency_limit=1, max_size=16)
-    return demo
-
-
-def launch(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860,
-           block: bool = True, **load_kwargs):
-    """Load the checkpoint, build the app and serve it; returns the Blocks when ``block=False``."""
-    import os
-
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls from the server
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise UserError("the demo needs gradio: pip install 'xdlm-vision[demo]'") from None
-    from xdlm_vision.sampling import resolve_device
-
-    device = resolve_device(load_kwargs.pop("device", "auto"))
-    demo = build_demo(DemoSampler.from_checkpoint(checkpoint, device=device, **load_kwargs))
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,
-                show_error=True, quiet=not block)
     return demo
