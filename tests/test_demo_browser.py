@@ -3,7 +3,8 @@
 Chromium is driven over the DevTools protocol through ``--remote-debugging-pipe`` (JSON messages
 separated by NUL bytes on file descriptors 3 and 4), so nothing beyond the standard library and
 the Debian ``chromium`` package is needed, and nothing leaves the machine. Set
-``XDLM_SCREENSHOT=path.png`` to keep the screenshot.
+``XDLM_SCREENSHOT=path.png`` (sampling tab) and ``XDLM_COMPARE_SCREENSHOT=path.png`` (compare tab)
+to keep the screenshots.
 """
 
 from __future__ import annotations
@@ -143,6 +144,61 @@ def test_one_generation_in_headless_chromium(tmp_path):
             assert im.size[0] >= 1000 and im.size[1] >= 800
             colours = im.convert("RGB").getcolors(1 << 20)
         assert colours is not None and len(colours) > 50  # a rendered page, not a blank screen
+    finally:
+        browser.close()
+        demo.close()
+
+
+def test_compare_tab_in_headless_chromium(tmp_path):
+    """Open the compare tab, compare the first two packaged models, scrub back to step 3."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from xdlm_vision.demo import DemoModels, build_site
+
+    models = DemoModels.build([], device="cpu")
+    demo = build_site(models)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    browser = DevToolsPipe(str(tmp_path / "profile"))
+    try:
+        target = browser.send("Target.createTarget", {"url": f"http://127.0.0.1:{port}/"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.send("Runtime.enable", session=session)
+        tab_js = "[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === 'Compare')"
+        wait_for(lambda: browser.evaluate(session, f"!!({tab_js})"), 90, "the compare tab button")
+        browser.evaluate(session, f"({tab_js}).click()")
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#compare-run')"), 30, "the compare tab")
+        browser.evaluate(session, "document.querySelector('#compare-run').click()")
+        caption_js = "(document.querySelector('#compare-caption textarea') || {}).value || ''"
+        wait_for(lambda: "step 8/8" in browser.evaluate(session, caption_js), 240, "the last step")
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#compare-summary img')"), 60,
+                 "the summary")
+        caption = browser.evaluate(session, caption_js)
+        for name in models.names[:2]:
+            assert f"{name}: created" in caption
+        # the scrubber: set its number box to 3 and let it go -> the caption goes back to step 3
+        scrub_js = """(() => { const box = document.querySelector('#compare-scrubber input[type=number]');
+            const range = document.querySelector('#compare-scrubber input[type=range]');
+            range.value = 3; range.dispatchEvent(new Event('input', {bubbles: true}));
+            range.dispatchEvent(new Event('change', {bubbles: true}));
+            range.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+            range.dispatchEvent(new MouseEvent('mouseup', {bubbles: true}));
+            return !!box; })()"""
+        browser.evaluate(session, scrub_js)
+        wait_for(lambda: browser.evaluate(session, caption_js).startswith("step 3/8"), 60, "the scrubbed step")
+        time.sleep(1.0)  # let the images paint
+        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)["data"]
+        path = tmp_path / "compare.png"
+        path.write_bytes(base64.b64decode(shot))
+        keep = os.environ.get("XDLM_COMPARE_SCREENSHOT")
+        if keep:
+            shutil.copy(path, keep)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            colours = im.convert("RGB").getcolors(1 << 20)
+        assert colours is not None and len(colours) > 50
     finally:
         browser.close()
         demo.close()

@@ -124,12 +124,14 @@ def add_compare_tab(models: DemoModels) -> None:
                 button = gr.Button("Compare", variant="primary", elem_id="compare-run")
             with gr.Column(scale=3):
                 caption = gr.Textbox(label="this step", interactive=False, elem_id="compare-caption")
-                frame = gr.Image(label="side by side (grey = masked; green created, blue refined, red remasked)",
-                                 type="pil", format="png", interactive=False, elem_id="compare-frame")
+                gr.Markdown("Side by side, this step: grey = masked; green created, blue refined, red remasked.")
+                frame = gr.Image(label="side by side", show_label=False, type="pil", format="png",
+                                 interactive=False, elem_id="compare-frame")
                 scrubber = gr.Slider(1, 2, value=1, step=1, label="revisit step (after a run)", interactive=False,
                                      elem_id="compare-scrubber")
-                summary = gr.Image(label="final images and counts per step", type="pil", format="png",
-                                   interactive=False, elem_id="compare-summary")
+                gr.Markdown("Final images and the created / refined / remasked counts per step:")
+                summary = gr.Image(label="final images and counts per step", show_label=False, type="pil",
+                                   format="png", interactive=False, elem_id="compare-summary")
         shown = gr.State([])
         button.click(run, inputs=[model_a, model_b, label, cfg, steps, sampler_name, seed, num],
                      outputs=[frame, caption, summary, scrubber, shown], api_name="compare")

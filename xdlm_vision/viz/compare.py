@@ -94,14 +94,15 @@ def _side_by_side(parts: Sequence[Image.Image], gap: int = GAP) -> Image.Image:
 
 def compare_frame(columns: Sequence[CompareColumn], step: int, scale: int | None = None) -> Image.Image:
     """Step ``step`` (0-based) of every column: states above overlays, captioned with the counts."""
-    num_steps = _check(columns)
+    _check(columns)
     parts = []
     for col in columns:
         frame = col.trajectory.frames[step]
         states, overlays = frame_arrays(frame, col.decode, scale)
         ncol = _ncol(states.shape[0])
         body = _stack([Image.fromarray(tile(states, ncol)), Image.fromarray(tile(overlays, ncol))])
-        parts.append(_titled(col, body, step_caption(step, num_steps, frame.counts)))
+        # the frame's own step and total: a trajectory still being recorded holds only its first steps
+        parts.append(_titled(col, body, step_caption(frame.step, frame.num_steps, frame.counts)))
     return _side_by_side(parts)
 
 
