@@ -10,6 +10,7 @@ to keep the screenshots.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -110,11 +111,9 @@ def wait_for(pred, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_one_generation_in_headless_chromium(tmp_path):
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from xdlm_vision.demo import DemoSampler, build_demo
-
-    demo = build_demo(DemoSampler.from_checkpoint(None, device="cpu"))
+@contextlib.contextmanager
+def served_page(demo, tmp_path):
+    """Serve ``demo`` on a free localhost port and open it in headless Chromium: (browser, session)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -124,29 +123,41 @@ def test_one_generation_in_headless_chromium(tmp_path):
         target = browser.send("Target.createTarget", {"url": f"http://127.0.0.1:{port}/"})["targetId"]
         session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         browser.send("Runtime.enable", session=session)
+        yield browser, session
+    finally:
+        browser.close()
+        demo.close()
+
+
+def screenshot(browser, session, path, keep_env: str):
+    """Save a screenshot to ``path`` (and to $keep_env if set); check it is a rendered page."""
+    from PIL import Image
+
+    time.sleep(1.0)  # let the last images paint
+    shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)["data"]
+    path.write_bytes(base64.b64decode(shot))
+    keep = os.environ.get(keep_env)
+    if keep:
+        shutil.copy(path, keep)
+    with Image.open(path) as im:
+        assert im.size[0] >= 1000 and im.size[1] >= 800
+        colours = im.convert("RGB").getcolors(1 << 20)
+    assert colours is not None and len(colours) > 50  # a rendered page, not a blank screen
+
+
+def test_one_generation_in_headless_chromium(tmp_path):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from xdlm_vision.demo import DemoSampler, build_demo
+
+    with served_page(build_demo(DemoSampler.from_checkpoint(None, device="cpu")), tmp_path) as (browser, session):
         wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#generate')"), 90, "the page")
         browser.evaluate(session, "document.querySelector('#generate').click()")
         caption_js = "(document.querySelector('#caption textarea') || {}).value || ''"
         wait_for(lambda: "step 8/8" in browser.evaluate(session, caption_js), 180, "the last step")
         wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#final img')"), 60, "the final grid")
-        time.sleep(1.0)  # let the last images paint
-        caption = browser.evaluate(session, caption_js)
-        assert "masked 0" in caption
-        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)["data"]
-        path = tmp_path / "demo.png"
-        path.write_bytes(base64.b64decode(shot))
-        keep = os.environ.get("XDLM_SCREENSHOT")
-        if keep:
-            shutil.copy(path, keep)
-        from PIL import Image
-
-        with Image.open(path) as im:
-            assert im.size[0] >= 1000 and im.size[1] >= 800
-            colours = im.convert("RGB").getcolors(1 << 20)
-        assert colours is not None and len(colours) > 50  # a rendered page, not a blank screen
-    finally:
-        browser.close()
-        demo.close()
+        time.sleep(1.0)
+        assert "masked 0" in browser.evaluate(session, caption_js)
+        screenshot(browser, session, tmp_path / "demo.png", "XDLM_SCREENSHOT")
 
 
 def test_compare_tab_in_headless_chromium(tmp_path):
@@ -155,16 +166,7 @@ def test_compare_tab_in_headless_chromium(tmp_path):
     from xdlm_vision.demo import DemoModels, build_site
 
     models = DemoModels.build([], device="cpu")
-    demo = build_site(models)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
-    browser = DevToolsPipe(str(tmp_path / "profile"))
-    try:
-        target = browser.send("Target.createTarget", {"url": f"http://127.0.0.1:{port}/"})["targetId"]
-        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        browser.send("Runtime.enable", session=session)
+    with served_page(build_site(models), tmp_path) as (browser, session):
         tab_js = "[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === 'Compare')"
         wait_for(lambda: browser.evaluate(session, f"!!({tab_js})"), 90, "the compare tab button")
         browser.evaluate(session, f"({tab_js}).click()")
@@ -177,28 +179,12 @@ def test_compare_tab_in_headless_chromium(tmp_path):
         caption = browser.evaluate(session, caption_js)
         for name in models.names[:2]:
             assert f"{name}: created" in caption
-        # the scrubber: set its number box to 3 and let it go -> the caption goes back to step 3
-        scrub_js = """(() => { const box = document.querySelector('#compare-scrubber input[type=number]');
-            const range = document.querySelector('#compare-scrubber input[type=range]');
+        # the scrubber: move its range input to 3 and let go -> the caption goes back to step 3
+        scrub_js = """(() => { const range = document.querySelector('#compare-scrubber input[type=range]');
             range.value = 3; range.dispatchEvent(new Event('input', {bubbles: true}));
             range.dispatchEvent(new Event('change', {bubbles: true}));
             range.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
-            range.dispatchEvent(new MouseEvent('mouseup', {bubbles: true}));
-            return !!box; })()"""
+            return true; })()"""
         browser.evaluate(session, scrub_js)
         wait_for(lambda: browser.evaluate(session, caption_js).startswith("step 3/8"), 60, "the scrubbed step")
-        time.sleep(1.0)  # let the images paint
-        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)["data"]
-        path = tmp_path / "compare.png"
-        path.write_bytes(base64.b64decode(shot))
-        keep = os.environ.get("XDLM_COMPARE_SCREENSHOT")
-        if keep:
-            shutil.copy(path, keep)
-        from PIL import Image
-
-        with Image.open(path) as im:
-            colours = im.convert("RGB").getcolors(1 << 20)
-        assert colours is not None and len(colours) > 50
-    finally:
-        browser.close()
-        demo.close()
+        screenshot(browser, session, tmp_path / "compare.png", "XDLM_COMPARE_SCREENSHOT")

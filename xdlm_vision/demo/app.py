@@ -165,6 +165,20 @@ tokens changed: <span style="color:#00c800">green</span> mask → token,
 CFG is γ in the XDLM convention (γ = 0: plain conditional; LlamaGen/DiT scale = 1 + γ)."""
 
 
+def request_widgets(lim: DemoLimits, choices, max_images: int, num_value: int, num_label: str, prefix: str = ""):
+    """The widgets of one request (class, CFG, steps, sampler, seed, image count) with ``prefix``
+    on their element ids; call inside a gr.Blocks column."""
+    import gradio as gr
+
+    label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id=f"{prefix}class")
+    cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id=f"{prefix}cfg")
+    steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id=f"{prefix}steps")
+    sampler = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler", elem_id=f"{prefix}sampler")
+    seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed", elem_id=f"{prefix}seed")
+    num = gr.Slider(1, max_images, value=num_value, step=1, label=num_label, elem_id=f"{prefix}num")
+    return label, cfg, steps, sampler, seed, num
+
+
 class SingleModel:
     """The model picker's source when the app serves one loaded sampler (see demo/models.py)."""
 
@@ -216,14 +230,8 @@ def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[C
                 with gr.Column(scale=1, min_width=260):
                     model = gr.Dropdown(choices=list(models.names), value=models.default, label="model",
                                         elem_id="model")
-                    label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="class")
-                    cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="cfg")
-                    steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="steps")
-                    sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
-                                            elem_id="sampler")
-                    seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
-                                     elem_id="seed")
-                    num = gr.Slider(1, lim.max_images, value=16, step=1, label="number of images", elem_id="num")
+                    label, cfg, steps, sampler_name, seed, num = request_widgets(
+                        lim, choices, lim.max_images, 16, "number of images")
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=3):
                     caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from xdlm_vision.demo.app import shown_steps, validate_request
+from xdlm_vision.demo.app import request_widgets, shown_steps, validate_request
 from xdlm_vision.demo.models import DemoModels
 from xdlm_vision.errors import UserError
 from xdlm_vision.sampling.compare import CompareModel, compare_steps
-from xdlm_vision.sampling.generate import SAMPLER_CHOICES, SamplingOptions, sample_seeds
+from xdlm_vision.sampling.generate import SamplingOptions, sample_seeds
 from xdlm_vision.viz.compare import CompareColumn, compare_frame, compare_summary
 from xdlm_vision.viz.trajectory import Trajectory, frame_from_step
 
@@ -113,14 +113,8 @@ def add_compare_tab(models: DemoModels) -> None:
                 model_a = gr.Dropdown(choices=names, value=names[0], label="model A", elem_id="compare-a")
                 model_b = gr.Dropdown(choices=names, value=names[1 % len(names)], label="model B",
                                       elem_id="compare-b")
-                label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="compare-class")
-                cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="compare-cfg")
-                steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="compare-steps")
-                sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
-                                        elem_id="compare-sampler")
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
-                                 elem_id="compare-seed")
-                num = gr.Slider(1, dc.max_images, value=4, step=1, label="images per model", elem_id="compare-num")
+                label, cfg, steps, sampler_name, seed, num = request_widgets(
+                    lim, choices, dc.max_images, 4, "images per model", prefix="compare-")
                 button = gr.Button("Compare", variant="primary", elem_id="compare-run")
             with gr.Column(scale=3):
                 caption = gr.Textbox(label="this step", interactive=False, elem_id="compare-caption")
