@@ -182,7 +182,8 @@ def request_widgets(lim: DemoLimits, choices, max_images: int, num_value: int, n
 class SingleModel:
     """The model picker's source when the app serves one loaded sampler (see demo/models.py)."""
 
-    def __init__(self, sampler: DemoSampler, name: str = "model") -> None:
+    def __init__(self, sampler: DemoSampler, name: str | None = None) -> None:
+        name = name or Path(sampler.sm.path).name  # e.g. digits_default
         self.sampler, self.names, self.default, self.limits = sampler, [name], name, sampler.limits
 
     def get(self, name) -> DemoSampler:
