@@ -184,7 +184,7 @@ def test_unet_pixel_order_is_h_w_c():
 
 def test_registry_and_sizes():
     names = backbone_names()
-    assert set(names) == {"dit", "unet"}
+    assert set(names) == {"dit", "unet", "official_dit", "official_unet"}
     for size in ("DiT-tiny", "DiT-digits", "DiT-S", "DiT-B", "DiT-L", "DiT-XL", "small"):
         assert size in names["dit"]
     for size in ("unet-tiny", "unet-digits", "unet-cifar"):

@@ -61,8 +61,25 @@ def test_limits_and_long_runs_are_thinned():
     shown = shown_steps(1000, 100)
     assert len(shown) == 100 and 999 in shown
     assert shown_steps(8, 100) == set(range(8))
-    req = validate_request(lim, 10, **{**GOOD, "steps": 1000.0, "num_images": 64, "cfg": 20})
-    assert (req.steps, req.num_images, req.cfg) == (1000, 64, 20.0)
+    req = validate_request(lim, 10, **{**GOOD, "steps": 64.0, "num_images": 64, "cfg": 20})
+    assert (req.steps, req.num_images, req.cfg) == (64, 64, 20.0)
+    req = validate_request(lim, 10, **{**GOOD, "steps": 1000, "num_images": 4})
+    assert (req.steps, req.num_images) == (1000, 4)
+    # both limits at once would hold the single worker for minutes: steps x images is bounded too
+    with pytest.raises(UserError, match="steps x images must be at most 4096"):
+        validate_request(lim, 10, **{**GOOD, "steps": 1000, "num_images": 64})
+
+
+def test_one_client_cannot_monopolise_the_worker():
+    from xdlm_vision.demo.app import ClientBudget
+
+    budget = ClientBudget(DemoLimits(max_requests_per_client=2, client_window_s=60))
+    budget.admit("1.2.3.4", now=0.0)
+    budget.admit("1.2.3.4", now=1.0)
+    with pytest.raises(UserError, match="too many requests"):
+        budget.admit("1.2.3.4", now=2.0)
+    budget.admit("5.6.7.8", now=2.0)  # other clients are not affected
+    budget.admit("1.2.3.4", now=61.5)  # the window moved on
 
 
 def test_class_dropdown_uses_names(demo_sampler):

@@ -159,6 +159,7 @@ def test_nan_guard_via_cli_exit_code(tmp_path, monkeypatch, capsys):
     assert code == 3  # TrainingDiverged's own status; 2 is for UserError
     err = capsys.readouterr().err
     assert "loss became inf at step 0" in err and "no checkpoint was written yet" in err
+    assert "--resume" not in err  # nothing to resume from (issue 14, item 6)
 
 
 def test_step_order_is_a_function_of_seed_and_step():

@@ -15,6 +15,7 @@ See docs/architecture.md for where this sits among the layers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -39,16 +40,30 @@ def diffusion_spec(cfg: Config, num_tokens: int, k: float | None = None) -> Diff
 def build_model(cfg: Config, meta: DataMeta) -> nn.Module:
     """The backbone of ``cfg`` for ``meta``'s vocabulary/grid/classes (float32, train mode)."""
     from xdlm_vision.backbones import build_backbone
+    from xdlm_vision.errors import UserError
 
-    return build_backbone(
-        cfg.model.kind,
-        num_tokens=meta.num_tokens,
-        grid_shape=tuple(meta.grid_shape),
-        num_classes=meta.num_classes,
-        size=cfg.model.size,
-        time_conditioning=cfg.model.time_conditioning,
-        **cfg.model.overrides,
-    )
+    for key, value in cfg.model.overrides.items():  # sizes must be positive; rates (dropout) may be 0
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                value < 0 or (value == 0 and "drop" not in key) or not math.isfinite(value)):
+            raise UserError(f"config key model.overrides.{key} must be a finite number > 0"
+                            f"{' (>= 0 for a rate)' if 'drop' in key else ''}, got {value!r}")
+    try:
+        return build_backbone(
+            cfg.model.kind,
+            num_tokens=meta.num_tokens,
+            grid_shape=tuple(meta.grid_shape),
+            num_classes=meta.num_classes,
+            size=cfg.model.size,
+            time_conditioning=cfg.model.time_conditioning,
+            **cfg.model.overrides,
+        )
+    except UserError:
+        raise
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError) as exc:
+        # a bad model.overrides value (or combination) the backbone constructor refuses
+        detail = " ".join(str(exc).split())[:200]
+        raise UserError(f"cannot build the {cfg.model.kind} {cfg.model.size} backbone with model.overrides="
+                        f"{cfg.model.overrides}: {exc.__class__.__name__}: {detail}") from None
 
 
 def count_model_parameters(cfg: Config, meta: DataMeta) -> int:

@@ -61,7 +61,7 @@ class ModelConfig:
 @dataclass
 class DiffusionConfig:
     k: float = 0.1  # uniform-noise share: 0 = MDLM, 0 < k < 1 = XDLM (paper: 0.1), 1 = UDLM
-    schedule: str = "linear"  # alpha_t schedule: linear (1 - t) | cosine
+    schedule: str = "linear"  # alpha_t schedule: linear (1 - t) | cosine | loglinear (1 - (1 - 1e-3) t)
 
 
 @dataclass
@@ -245,9 +245,13 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
     if preset is not None:
         path = preset_path(preset)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise UserError(f"cannot parse config file {path}: {exc}") from None
+            raise UserError(f"cannot parse config file {path}: {' '.join(str(exc).split())}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"config file {path} is not UTF-8 text (a binary file?)") from None
+        except OSError as exc:
+            raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from None
         if not isinstance(raw, dict):
             raise UserError(f"config file {path} must hold a mapping of sections")
     for text in overrides:
@@ -260,8 +264,8 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
 
 _CHOICES = {
     "tokenizer.kind": ("pixel", "llamagen"),
-    "model.kind": ("dit", "unet"),
-    "diffusion.schedule": ("linear", "cosine"),
+    "model.kind": ("dit", "unet", "official_dit", "official_unet"),
+    "diffusion.schedule": ("linear", "cosine", "loglinear"),
     "optim.lr_schedule": ("constant", "cosine"),
     "training.mixed_precision": ("bf16", "fp16", "no"),
 }
@@ -274,8 +278,40 @@ def _get(cfg: Config, key: str) -> Any:
     return node
 
 
+MAX_SAMPLING_CFG = 100.0  # like the CLI's --cfg bound
+MAX_SEED = 2**63 - 1
+
+
+def _non_finite(cfg: Config) -> str | None:
+    """The first float field (dotted key) holding NaN or +-inf, if any."""
+    import math
+
+    for section in dataclasses.fields(cfg):
+        node = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(node):
+            continue
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                return f"{section.name}.{f.name}"
+    return None
+
+
+def check_sampling_classes(cfg: Config, num_classes: int) -> None:
+    """UserError unless every id of ``sampling.classes`` is a class of the dataset (checked before
+    training starts, so a typo never costs a finished run)."""
+    bad = [c for c in cfg.sampling.classes if not 0 <= c < num_classes]
+    if bad:
+        raise UserError(f"config key sampling.classes: {bad[0]} is not a class of {cfg.data.name} "
+                        f"({num_classes} classes: 0..{num_classes - 1})")
+
+
 def validate(cfg: Config) -> None:
     """Range and choice checks that types alone cannot express; raises UserError naming the key."""
+    bad_float = _non_finite(cfg)
+    if bad_float:
+        raise UserError(f"config key {bad_float} must be a finite number, got {_get(cfg, bad_float)!r}")
     for key, choices in _CHOICES.items():
         if _get(cfg, key) not in choices:
             raise UserError(f"config key {key} must be one of {', '.join(choices)}, got {_get(cfg, key)!r}")
@@ -285,7 +321,9 @@ def validate(cfg: Config) -> None:
         raise UserError(f"config key sampling.classes must be a list of class ids, got {cfg.sampling.classes!r}")
     checks = [
         ("diffusion.k", 0.0 <= cfg.diffusion.k <= 1.0, "in [0, 1]"),
-        ("optim.lr", cfg.optim.lr > 0, "> 0"),
+        ("optim.lr", 0 < cfg.optim.lr <= 10, "in (0, 10]"),
+        ("optim.eps", 0 < cfg.optim.eps <= 1, "in (0, 1]"),
+        ("optim.weight_decay", 0 <= cfg.optim.weight_decay <= 10, "in [0, 10]"),
         ("optim.betas", len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "two numbers in [0, 1)"),
         ("optim.warmup_steps", cfg.optim.warmup_steps >= 0, ">= 0"),
         ("optim.grad_clip", cfg.optim.grad_clip >= 0, ">= 0"),
@@ -303,8 +341,13 @@ def validate(cfg: Config) -> None:
         ("training.keep_checkpoints", cfg.training.keep_checkpoints >= 0, ">= 0"),
         ("sampling.num_steps", cfg.sampling.num_steps >= 1, ">= 1"),
         ("sampling.per_class", cfg.sampling.per_class >= 1, ">= 1"),
-        ("sampling.cfg", cfg.sampling.cfg >= 0, ">= 0"),
-        ("data.num_workers", cfg.data.num_workers >= 0, ">= 0"),
+        ("sampling.cfg", 0 <= cfg.sampling.cfg <= MAX_SAMPLING_CFG, f"in [0, {MAX_SAMPLING_CFG:g}]"),
+        ("sampling.num_steps", cfg.sampling.num_steps <= 10_000, "<= 10000"),
+        ("sampling.seed", 0 <= cfg.sampling.seed <= MAX_SEED, "in 0..2**63-1"),
+        ("training.seed", 0 <= cfg.training.seed <= MAX_SEED, "in 0..2**63-1"),
+        ("data.num_workers", 0 <= cfg.data.num_workers <= 256, "in 0..256"),
+        ("data.max_val_samples", cfg.data.max_val_samples is None or cfg.data.max_val_samples >= 1,
+         ">= 1 (or null for the whole split)"),
     ]
     for key, ok, what in checks:
         if not ok:

@@ -22,6 +22,18 @@ from torch import nn
 
 from xdlm_vision.backbones.common import apply_overrides, check_grid_shape, check_vocab
 from xdlm_vision.backbones.dit import DEFAULT_DIT_SIZE, DIT_SIZES, DiT, DiTConfig
+from xdlm_vision.backbones.official_dit import (
+    DEFAULT_OFFICIAL_DIT_SIZE,
+    OFFICIAL_DIT_SIZES,
+    OfficialDiTBackbone,
+    OfficialDiTConfig,
+)
+from xdlm_vision.backbones.official_unet import (
+    DEFAULT_OFFICIAL_UNET_SIZE,
+    OFFICIAL_UNET_SIZES,
+    OfficialUNetBackbone,
+    OfficialUNetConfig,
+)
 from xdlm_vision.backbones.unet import DEFAULT_UNET_SIZE, UNET_SIZES, UNet, UNetConfig
 from xdlm_vision.errors import UserError
 
@@ -42,6 +54,11 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     "dit": BackboneSpec(DiTConfig, DIT_SIZES, DEFAULT_DIT_SIZE, DiT),
     "unet": BackboneSpec(UNetConfig, UNET_SIZES, DEFAULT_UNET_SIZE, UNet),
+    # the XDLM authors' networks, for their released weights (docs/official.md)
+    "official_dit": BackboneSpec(OfficialDiTConfig, OFFICIAL_DIT_SIZES, DEFAULT_OFFICIAL_DIT_SIZE,
+                                 OfficialDiTBackbone),
+    "official_unet": BackboneSpec(OfficialUNetConfig, OFFICIAL_UNET_SIZES, DEFAULT_OFFICIAL_UNET_SIZE,
+                                  OfficialUNetBackbone),
 }
 
 
@@ -101,6 +118,10 @@ __all__ = [
     "BackboneSpec",
     "DiT",
     "DiTConfig",
+    "OfficialDiTBackbone",
+    "OfficialDiTConfig",
+    "OfficialUNetBackbone",
+    "OfficialUNetConfig",
     "UNet",
     "UNetConfig",
     "backbone_names",

@@ -15,13 +15,21 @@ Layout of a run directory ``OUT``::
 Every checkpoint is written into a hidden temporary directory and moved into place atomically
 (:func:`xdlm_vision.io.replace_dir`); ``latest.json`` is replaced the same way afterwards. A crash
 therefore leaves either the previous complete checkpoint or the new complete one, never a
-half-written directory that :func:`latest_checkpoint` would pick.
+half-written directory that :func:`latest_checkpoint` would pick; a failed write (full disk)
+removes its temporary directory, and one left by a killed process is deleted by the next run of
+the same output (:func:`xdlm_vision.io.clean_stale_temps`).
+
+The four files carry the same identity: the step and the run id are in config.json, in the
+safetensors metadata of both weight files and in train_state.pt, and :func:`verify_checkpoint`
+refuses a directory whose files disagree (a file copied in from another run or step).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,7 +41,7 @@ from xdlm_vision import __version__
 from xdlm_vision.config import Config, config_from_dict, config_to_dict
 from xdlm_vision.data.meta import DataMeta
 from xdlm_vision.errors import UserError
-from xdlm_vision.io import replace_dir, write_text_atomic
+from xdlm_vision.io import clean_stale_temps, replace_dir, write_bytes_atomic, write_text_atomic
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
@@ -71,6 +79,8 @@ def save_checkpoint(
     config.json (the step and the format tag are added); ``train_state`` must hold only weights-only-loadable values.
     ``keep`` > 0 deletes all but the newest ``keep`` checkpoints afterwards.
     """
+    import io as _bytes_io
+
     from safetensors.torch import save_model
 
     root = Path(out_dir) / CHECKPOINTS
@@ -79,18 +89,34 @@ def save_checkpoint(
     tmp = root / f".tmp_{step_dir_name(step)}_{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    tag = {"format": "pt", "step": str(step)}
-    save_model(model, str(tmp / "model.safetensors"), metadata=tag)
-    save_model(ema_model, str(tmp / "ema.safetensors"), metadata=tag)
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **record}
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
-    torch.save(train_state, tmp / "train_state.pt")
-    replace_dir(tmp, final)  # re-saving the same step (e.g. after a resume) swaps the old one out
+    run_id = str(record.get("run_id", ""))
+    tag = {"format": "pt", "step": str(step), "run_id": run_id}
+    try:
+        tmp.mkdir()
+        for module, name in ((model, "model.safetensors"), (ema_model, "ema.safetensors")):
+            try:
+                save_model(module, str(tmp / name), metadata=tag)
+            except Exception as exc:  # noqa: BLE001 - safetensors reports I/O failures as its own error type
+                raise OSError(_errno_of(exc), f"{exc.__class__.__name__}: {exc}", str(tmp / name)) from None
+        config = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **record}
+        write_bytes_atomic(tmp / "config.json", json.dumps(config, indent=2, default=_json_default).encode())
+        buffer = _bytes_io.BytesIO()
+        torch.save({**train_state, "step": step, "run_id": run_id}, buffer)
+        write_bytes_atomic(tmp / "train_state.pt", buffer.getvalue())
+        replace_dir(tmp, final)  # re-saving the same step (e.g. after a resume) swaps the old one out
+    finally:
+        if tmp.exists():  # a failed write (full disk): leave nothing half-written behind
+            shutil.rmtree(tmp, ignore_errors=True)
     write_text_atomic(root / LATEST, json.dumps({"step": step, "dir": final.name}))
     if keep > 0:
         prune_checkpoints(root, keep)
     return final
+
+
+def _errno_of(exc: Exception) -> int:
+    """The errno inside a safetensors I/O error message (``code: 28``), ENOSPC-like EIO otherwise."""
+    found = re.search(r"(?:code: |os error )(\d+)", str(exc))
+    return int(found.group(1)) if found else errno.EIO
 
 
 def _json_default(obj: Any) -> Any:
@@ -102,11 +128,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def list_checkpoints(out_dir: str | Path) -> list[Path]:
-    """Complete checkpoint directories of a run, oldest first."""
+    """Complete checkpoint directories of a run, oldest first (hidden temporaries never count)."""
     root = Path(out_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    dirs = [p for p in root.glob("step_*") if is_complete(p)]
+    dirs = [p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name) and is_complete(p)]
     return sorted(dirs, key=lambda p: int(p.name.split("_")[1]))
 
 
@@ -197,9 +223,82 @@ def load_weights(module: nn.Module, path: str | Path, flag: str = "--checkpoint"
 def load_train_state(ckpt_dir: str | Path, flag: str = "--resume") -> dict[str, Any]:
     path = Path(ckpt_dir) / "train_state.pt"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{flag}: cannot read {path} ({exc.__class__.__name__}: {exc})") from None
+        # torch's message spans many lines and suggests weights_only=False: never repeat that advice
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights_only" in str(exc) or "Weights only load failed" in first:
+            first = "it holds objects other than tensors and plain containers, which are never unpickled"
+        raise UserError(f"{flag}: cannot read {path} ({exc.__class__.__name__}: {first[:200]})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise UserError(f"{flag}: {path} is not an xdlm-vision train state")
+    return state
+
+
+def weights_metadata(path: str | Path, flag: str = "--checkpoint") -> dict[str, str]:
+    """The metadata header of a safetensors file (UserError naming ``flag`` if unreadable)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # noqa: BLE001 - corrupt headers raise several types
+        detail = " ".join(str(exc).split())[:200]
+        raise UserError(f"{flag}: cannot load {path} ({exc.__class__.__name__}: {detail})") from None
+
+
+def checkpoint_step(record: dict, ckpt_dir: Path, flag: str = "--checkpoint") -> int:
+    """The step recorded in config.json (UserError unless it is a whole number >= 0)."""
+    step = record.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise UserError(f"{flag} {ckpt_dir}: config.json has step {step!r}, not a whole number >= 0")
+    return step
+
+
+def verify_checkpoint(ckpt_dir: str | Path, record: dict, train_state: dict | None = None,
+                      flag: str = "--checkpoint", weights: tuple[str, ...] = ("model.safetensors", "ema.safetensors"),
+                      ) -> int:
+    """Cross-check the files of one checkpoint; returns its step.
+
+    The step of config.json must match the directory name, the safetensors metadata of each weight
+    file present and ``train_state`` (when given); the run id (when recorded) must match too.
+    A file swapped in from another run or step raises UserError naming it.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    step = checkpoint_step(record, ckpt_dir, flag)
+    name = re.fullmatch(r"step_(\d+)", ckpt_dir.name)
+    if name and int(name.group(1)) != step:
+        raise UserError(f"{flag} {ckpt_dir}: config.json says step {step} but the directory is {ckpt_dir.name}")
+    run_id = str(record.get("run_id") or "")
+    for fname in weights:
+        if not (ckpt_dir / fname).is_file():
+            continue
+        meta = weights_metadata(ckpt_dir / fname, flag)
+        if "step" in meta and meta["step"] != str(step):
+            raise UserError(f"{flag} {ckpt_dir}: {fname} is from step {meta['step']} but config.json says step "
+                            f"{step} (files mixed from different checkpoints)")
+        if run_id and meta.get("run_id") and meta["run_id"] != run_id:
+            raise UserError(f"{flag} {ckpt_dir}: {fname} belongs to another run (run id {meta['run_id']}, "
+                            f"config.json has {run_id})")
+    if train_state is not None:
+        ts_step = train_state.get("step")
+        if ts_step != step:
+            raise UserError(f"{flag} {ckpt_dir}: train_state.pt is from step {ts_step} but config.json says "
+                            f"step {step} (files mixed from different checkpoints)")
+        ts_run = str(train_state.get("run_id") or "")
+        if run_id and ts_run and ts_run != run_id:
+            raise UserError(f"{flag} {ckpt_dir}: train_state.pt belongs to another run (run id {ts_run}, "
+                            f"config.json has {run_id})")
+    return step
+
+
+def clean_run_temps(out_dir: str | Path) -> list[Path]:
+    """Delete hidden temporaries a killed run left in ``OUT``, ``OUT/checkpoints`` and ``OUT/samples``."""
+    out = Path(out_dir)
+    removed = []
+    for folder in (out, out / CHECKPOINTS, out / "samples"):
+        removed += clean_stale_temps(folder)
+    return removed
 
 
 

@@ -15,11 +15,13 @@ from xdlm_vision.checkpoints.files import (
     load_weights,
     read_checkpoint_config,
     resolve_checkpoint_dir,
+    verify_checkpoint,
 )
 from xdlm_vision.checkpoints.packaged import PACKAGED, resolve_packaged
 from xdlm_vision.config import Config, config_from_dict
 from xdlm_vision.data.meta import DataMeta
 from xdlm_vision.errors import UserError
+from xdlm_vision.official import is_official_file, load_official
 
 PACKAGED_CHECKPOINT = PACKAGED["digits"]
 
@@ -112,26 +114,45 @@ def load_checkpoint(
     checkpoint is used); None is the packaged digits checkpoint and ``packaged:NAME`` another
     packaged one (:mod:`xdlm_vision.checkpoints.packaged`). ``k`` overrides the trained
     mixing ratio (``--k``, checked by the command). Missing or corrupt files raise UserError
-    naming ``flag``.
+    naming ``flag``. An official XDLM file (``.ckpt``, state dict, EMA dict, safetensors export)
+    is read by :mod:`xdlm_vision.official` and loads with its official process (docs/official.md).
     """
     path = resolve_packaged(path, flag)
-    device = torch.device(device)
+    if is_official_file(path):  # the XDLM authors' released files (docs/official.md)
+        om, record = load_official(path, ema=ema, flag=flag)
+        cfg, data = _config_and_data(record, path, flag)
+        return _loaded(om.model, cfg, data, record, Path(path), ema, device, k, int(record.get("step", 0)))
     ckpt = resolve_checkpoint_dir(path, flag)
     record = read_checkpoint_config(ckpt, flag)
-    try:
-        cfg = config_from_dict(record["config"])
-        data = DataMeta.from_dict(record["data"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{flag} {ckpt}: config.json lacks {exc}") from None
+    cfg, data = _config_and_data(record, ckpt, flag)
+    step = verify_checkpoint(ckpt, record, flag=flag, weights=("ema.safetensors" if ema else "model.safetensors",))
     weights = ckpt / ("ema.safetensors" if ema else "model.safetensors")
     if not weights.is_file():
         raise UserError(f"{flag} {ckpt} has no {weights.name}; this checkpoint only supports "
                         f"{'--no-ema' if ema else '--ema'}")
     model = build_model(cfg, data)
     load_weights(model, weights, flag)
+    return _loaded(model, cfg, data, record, ckpt, ema, device, k, step)
+
+
+def _config_and_data(record: dict, where: str | Path, flag: str) -> tuple[Config, DataMeta]:
+    try:
+        return config_from_dict(record["config"]), DataMeta.from_dict(record["data"])
+    except KeyError as exc:
+        raise UserError(f"{flag} {where}: config.json lacks {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{flag} {where}: config.json has a malformed entry ({exc.__class__.__name__}: "
+                        f"{' '.join(str(exc).split())[:200]})") from None
+
+
+def _loaded(model: nn.Module, cfg: Config, data: DataMeta, record: dict, path: Path, ema: bool,
+            device: str | torch.device, k: float | None, step: int) -> LoadedModel:
+    """The LoadedModel of weights already in ``model``; the diffusion spec is built from ``cfg``
+    (for an official model: its N' tokens, k' and the loglinear schedule)."""
+    device = torch.device(device)
     model.to(device).eval().requires_grad_(False)
     return LoadedModel(
         model=model, model_fn=make_model_fn(model, device), config=cfg, spec=diffusion_spec(cfg, data.num_tokens, k),
-        data=data, trained_k=float(cfg.diffusion.k), device=device, step=int(record.get("step", 0)), ema=ema,
-        path=ckpt, record=record,
+        data=data, trained_k=float(cfg.diffusion.k), device=device, step=step, ema=ema,
+        path=path, record=record,
     )

@@ -13,5 +13,7 @@ COMMANDS: dict[str, str] = {
     "sample-text": "sample_text",
     "train": "train",
     "sample": "sample",
+    "edit": "edit",
     "demo": "demo",
+    "import-official": "import_official",
 }

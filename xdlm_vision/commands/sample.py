@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "sample class-conditional images from a checkpoint (PNG grid, optional per-image PNGs and trajectory GIF)"
+MAX_NUM = 100_000  # images per call (the grid PNG holds them all)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from xdlm_vision.commands import flags
@@ -25,21 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 0)")
     flags.add_cfg(parser)
     flags.add_sampler(parser, steps=8)
-    parser.add_argument("--num", type=int, default=16, help="number of images (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--num", type=flags.int_in(1, MAX_NUM), default=16,
+                        help=f"number of images, 1..{MAX_NUM} (default 16)")
+    flags.add_seed(parser, help="image i uses seed SEED+i (default 0)")
+    parser.add_argument("--batch-size", type=flags.int_in(1, 65536), default=64,
+                        help="images per forward pass (default 64)")
     flags.add_ema(parser)
     flags.add_k(parser)
-    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH",
+    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=flags.IN_PATH,
                         help="VQ tokenizer weights to decode with (replaces the path recorded in the checkpoint)")
-    parser.add_argument("--out", default="samples.png", help="PNG grid to write (default samples.png)")
-    parser.add_argument("--save-dir", default=None, metavar="DIR",
+    parser.add_argument("--out", default="samples.png", type=flags.OUT_FILE,
+                        help="PNG grid to write (default samples.png)")
+    parser.add_argument("--save-dir", default=None, metavar="DIR", type=flags.OUT_DIR,
                         help="also write one PNG per image, named with its index, class and seed")
-    parser.add_argument("--trajectory", default=None, metavar="PATH.gif",
+    parser.add_argument("--trajectory", default=None, metavar="PATH.gif", type=flags.OUT_FILE,
                         help="write the per-step trajectory of the first images as an animated GIF, plus "
                              "PATH.png (strip: steps x samples) and PATH_counts.png (counts per step)")
-    parser.add_argument("--trajectory-samples", type=int, default=8,
-                        help="how many images the trajectory shows (default 8)")
+    parser.add_argument("--trajectory-samples", type=flags.int_in(1, 64), default=None,
+                        help="how many images the trajectory shows, 1..64 (default 8; needs --trajectory)")
     flags.add_device(parser)
 
 
@@ -55,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trajectory is not None and not str(args.trajectory).lower().endswith(".gif"):
         raise UserError(f"--trajectory must name a .gif file, got {args.trajectory!r}")
-    if args.trajectory_samples < 1:
-        raise UserError(f"--trajectory-samples must be >= 1, got {args.trajectory_samples}")
+    if args.trajectory_samples is not None and args.trajectory is None:
+        raise UserError("--trajectory-samples needs --trajectory PATH.gif (it sets how many images that shows)")
+    trajectory_samples = 8 if args.trajectory_samples is None else args.trajectory_samples
     device = sampling.resolve_device(args.device)
     sm = sampling.load_for_sampling(args.checkpoint, ema=args.ema, device=device, k=args.k,
                                     tokenizer_checkpoint=args.tokenizer_checkpoint)
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trajectory:
         from xdlm_vision.viz import TrajectoryRecorder
 
-        recorder = TrajectoryRecorder(sm.grid_shape, sm.mask_id, max_samples=args.trajectory_samples)
+        recorder = TrajectoryRecorder(sm.grid_shape, sm.mask_id, max_samples=trajectory_samples)
     tokens = sampling.generate(sm, labels, seeds, opts, batch_size=args.batch_size,
                                watch=recorder.watch if recorder else None, progress=True)
     images = sampling.decode_tokens(sm, tokens, args.batch_size)
@@ -86,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         written.append(save_strip(traj, decode, gif.with_suffix(".png"), max_columns=32))
         written.append(save_png(counts_plot(traj.counts, title=f"{traj.num_samples} images"),
                                 gif.with_name(gif.stem + "_counts.png")))
+    if hasattr(sm.tokenizer, "report"):  # an official model: its special ids are clamped before decoding
+        print(sm.tokenizer.report())
     k_note = "" if sm.space.k == sm.trained_k else f" (trained k {sm.trained_k})"
     print(f"sampled {args.num} images from {sm.path} (step {sm.step}, {'EMA' if sm.ema else 'raw'} weights) "
           f"with {args.sampler}, {args.steps} steps, cfg gamma {args.cfg} ({args.cfg_schedule}), "

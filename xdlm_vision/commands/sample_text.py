@@ -12,13 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     flags.add_checkpoint(parser)
     flags.add_sampler(parser, steps=32)
-    parser.add_argument("--length", type=int, default=None,
+    parser.add_argument("--length", type=flags.int_in(1, 1 << 20), default=None,
                         help="tokens per sample; must equal the checkpoint's text.seq_len (default: that value)")
-    parser.add_argument("--num", type=int, default=4, help="number of samples (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="sample i uses seed + i (default 0)")
+    parser.add_argument("--num", type=flags.int_in(1, 10_000), default=4, help="number of samples, 1..10000 (default 4)")
+    flags.add_seed(parser, help="sample i uses seed + i (default 0)")
     parser.add_argument("--label", default=None, help="class name to condition on (label-conditioned checkpoints)")
     flags.add_cfg(parser, schedule=False)
-    parser.add_argument("--trajectory-html", default=None, metavar="PATH",
+    parser.add_argument("--trajectory-html", default=None, metavar="PATH", type=flags.OUT_FILE,
                         help="write the coloured per-step trajectory of every sample to this HTML file")
     parser.add_argument("--ansi", action="store_true", help="print the coloured trajectory in the terminal")
     flags.add_ema(parser)

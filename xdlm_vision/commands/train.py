@@ -10,15 +10,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "train a class-conditional XDLM model from a preset (digits, cifar10, imagenet) or a YAML file"
+HELP = "train a class-conditional XDLM model (or a text LM) from a shipped preset or a YAML file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from xdlm_vision.commands import flags
+    from xdlm_vision.config import preset_names
+
+    presets = ", ".join(preset_names())
     parser.add_argument("config", metavar="PRESET|PATH.yaml",
-                        help="a shipped preset (digits, cifar10, imagenet) or a YAML config file")
+                        help=f"a shipped preset ({presets}) or a YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted overrides, e.g. optim.lr=1e-3 diffusion.k=0 training.steps=2000")
-    parser.add_argument("--out", default=None,
+    parser.add_argument("--out", default=None, type=flags.OUT_DIR,
                         help="run directory for checkpoints/, samples/ and metrics.jsonl (default runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--dry-run", action="store_true",
@@ -47,12 +51,21 @@ def run(args: argparse.Namespace) -> int:
     from xdlm_vision.build import count_model_parameters
     from xdlm_vision.config import config_to_yaml, load_config
     from xdlm_vision.data.registry import data_meta
+    from xdlm_vision.errors import UserError
+    from xdlm_vision.io import output_path_problem
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else default_out(args.config)
+    problem = output_path_problem(out, "dir")
+    if problem:
+        raise UserError(f"--out {str(out)!r} {problem}")
+    from xdlm_vision.config import check_sampling_classes
+
+    meta = data_meta(cfg)
+    check_sampling_classes(cfg, meta.num_classes)  # before any work: a typo must not cost a finished run
     if args.dry_run:
         print(config_to_yaml(cfg), end="")
-        n = count_model_parameters(cfg, data_meta(cfg))
+        n = count_model_parameters(cfg, meta)
         print(f"# model: {cfg.model.kind} {cfg.model.size}, {n:,} parameters ({n / 1e6:.2f}M)")
         print(f"# output: {out}")
         return 0

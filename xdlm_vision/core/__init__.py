@@ -8,9 +8,11 @@
 - :mod:`posterior`  p(z_s | z_t): dense form for analysis and the O(B L) mixture sampler step
 - :mod:`guidance`   classifier-free guidance (XDLM convention) and its schedules
 - :mod:`samplers`   ancestral and confidence-based samplers as generators of per-step states
+- :mod:`conditioning` known tokens for editing (inpaint/outpaint/variations) and partial re-noising
 - :mod:`rng`        per-sample random streams (results independent of batch size)
 """
 
+from xdlm_vision.core.conditioning import KnownTokens, border, renoise
 from xdlm_vision.core.guidance import GuidanceSchedule, guided_logits
 from xdlm_vision.core.loss import finite_step_kl, masked_cross_entropy, nelbo
 from xdlm_vision.core.objective import DiffusionSpec, batch_nelbo
@@ -25,11 +27,13 @@ __all__ = [
     "SAMPLERS",
     "DiffusionSpec",
     "GuidanceSchedule",
+    "KnownTokens",
     "PosteriorDraw",
     "SamplerStep",
     "TokenSpace",
     "ancestral_sampler",
     "batch_nelbo",
+    "border",
     "confidence_sampler",
     "corrupt",
     "finite_step_kl",
@@ -40,6 +44,7 @@ __all__ = [
     "nelbo",
     "posterior_probs",
     "posterior_step",
+    "renoise",
     "sample",
     "sample_prior",
     "sample_times",

@@ -31,6 +31,7 @@ import math
 
 import torch
 
+from xdlm_vision.core.chunking import mkl_single_threaded
 from xdlm_vision.core.process import TokenSpace
 from xdlm_vision.core.row_stats import row_stats
 
@@ -65,6 +66,7 @@ def _log1p_exp(x: torch.Tensor) -> torch.Tensor:
     return torch.logaddexp(torch.zeros_like(x), x)
 
 
+@mkl_single_threaded()  # per-position float64 math: a few thousand elements per op
 def nelbo(
     logits: torch.Tensor,
     x0: torch.Tensor,
@@ -135,6 +137,7 @@ def nelbo(
     return torch.where(live, loss, 0.0).to(out_dtype).reshape(shape)
 
 
+@mkl_single_threaded()
 def finite_step_kl(
     logits: torch.Tensor,
     x0: torch.Tensor,

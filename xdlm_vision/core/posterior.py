@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import torch
 
+from xdlm_vision.core.chunking import mkl_single_threaded, plan_rows, run_row_chunks
 from xdlm_vision.core.process import TokenSpace, _draw_from_pi
 from xdlm_vision.core.rng import RandomSource
 
-# Rows per chunk when gathering logits rows for log-sum-exp / categorical draws: cache-sized
-# (2^16 elements) and at most 1/128 of the logits, so the few chunk temporaries (a float32 copy,
-# its exponentials, a float64 CDF) stay far below the logits.
-_CHUNK_ELEMENTS = 1 << 16
+# The chunks alive at once (one per CPU worker; each holds a float32 copy of its rows, their
+# exponentials and a float64 CDF: four float32-sized (r, N) blocks) stay within this fraction of
+# the logits, so a sampler step's extra memory is a few percent of the logits.
+_MEMORY_FRACTION = 1 / 64
 
 
 def posterior_probs(
@@ -53,20 +54,26 @@ class PosteriorDraw:
     component: torch.Tensor  # (B, L) int8: 0 = drew from x_hat, 1 = from pi, 2 = stayed at z_t
 
 
-def _rows_in_chunks(n_rows: int, n: int, total_elements: int):
-    chunk = max(1, min(_CHUNK_ELEMENTS, max(n, total_elements // 128)) // n)
-    for lo in range(0, n_rows, chunk):
-        yield lo, min(n_rows, lo + chunk)
+def _plan(logits2d: torch.Tensor, rows: torch.Tensor):
+    return plan_rows(
+        rows.shape[0],
+        logits2d.shape[-1],
+        logits2d.device,
+        total_elements=logits2d.numel(),
+        memory_fraction=_MEMORY_FRACTION,
+    )
 
 
 def log_prob_at(logits2d: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """log softmax(logits2d[rows])[ids] in float64, chunked over rows. rows, ids (M,) -> (M,)."""
     out = torch.empty(rows.shape[0], dtype=torch.float64, device=logits2d.device)
-    n = logits2d.shape[-1]
-    for lo, hi in _rows_in_chunks(rows.shape[0], n, logits2d.numel()):
+
+    def chunk(lo, hi):
         block = logits2d[rows[lo:hi]].float()  # (r, N)
         lse = torch.logsumexp(block, dim=-1)  # (r,)
         out[lo:hi] = (block.gather(1, ids[lo:hi, None]).squeeze(1) - lse).double()
+
+    run_row_chunks(chunk, rows.shape[0], _plan(logits2d, rows))
     return out
 
 
@@ -78,15 +85,19 @@ def categorical_rows(logits2d: torch.Tensor, rows: torch.Tensor, u: torch.Tensor
     """
     out = torch.empty(rows.shape[0], dtype=torch.long, device=logits2d.device)
     n = logits2d.shape[-1]
-    for lo, hi in _rows_in_chunks(rows.shape[0], n, logits2d.numel()):
+
+    def chunk(lo, hi):
         block = logits2d[rows[lo:hi]].float()  # (r, N)
         p = torch.sub(block, block.amax(-1, keepdim=True)).exp_()  # (r, N) unnormalised
         cdf = torch.cumsum(p, dim=-1, dtype=torch.float64)  # (r, N)
         target = u[lo:hi, None] * cdf[:, -1:]  # (r, 1)
         out[lo:hi] = torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_max(n - 1)
+
+    run_row_chunks(chunk, rows.shape[0], _plan(logits2d, rows))
     return out
 
 
+@mkl_single_threaded()  # per-position arithmetic; the vocabulary work runs in run_row_chunks
 def posterior_step(
     logits: torch.Tensor,
     z_t: torch.Tensor,

@@ -9,7 +9,9 @@ p = softmax(logits) over the N data tokens:
 
 :func:`row_stats` computes them with a custom autograd function that walks the logits in row
 chunks, so neither the forward nor the backward pass keeps an (rows, N) temporary beyond one
-chunk: the only full-size tensor it allocates is the gradient of the logits itself.
+chunk per worker: the only full-size tensor it allocates is the gradient of the logits itself.
+Chunk sizes and the CPU worker threads come from :mod:`xdlm_vision.core.chunking` (a few large
+chunks on CUDA, cache-sized ones shared by single-threaded workers on CPU).
 
 Gradient (p the softmax, sigma_e = c p_e / (1 + c p_e), T = sum_e sigma_e):
     d lx / d l_j  = [j = x] - p_j
@@ -23,26 +25,17 @@ from dataclasses import dataclass
 
 import torch
 
-# Default number of logits elements per chunk: 256 KiB of float32, so that the several passes over
-# a chunk (max, exp, sum, log1p, ...) hit the CPU cache instead of memory. Measured on a 2-core
-# CPU at (8, 256, 16384): 2^16 elements made the loss about 2x faster than 2^20. Also capped at
-# 1/16 of the logits so small problems keep their temporaries small relative to the logits.
-CHUNK_ELEMENTS = 1 << 16
-
-
-def _chunk_rows(rows: int, n: int, chunk_elements: int | None) -> int:
-    budget = chunk_elements or min(CHUNK_ELEMENTS, max(n, rows * n // 16))
-    return max(1, min(rows, budget // n))
+from xdlm_vision.core.chunking import ChunkPlan, plan_rows, run_row_chunks
 
 
 class _RowStats(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, x, z, c, chunk_rows):  # logits (R, N); x, z (R,) int64; c (R,) float32 or None
+    def forward(ctx, logits, x, z, c, plan: ChunkPlan):  # logits (R, N); x, z (R,) int64; c (R,) float32 or None
         rows, _n = logits.shape
         lse = torch.empty(rows, dtype=torch.float32, device=logits.device)  # (R,)
         ssp = torch.zeros(rows, dtype=torch.float32, device=logits.device)  # (R,)
-        for lo in range(0, rows, chunk_rows):
-            hi = min(rows, lo + chunk_rows)
+
+        def chunk(lo, hi):
             block = logits[lo:hi].float()  # (r, N) — a view when logits are float32
             peak = block.amax(dim=-1, keepdim=True)  # (r, 1)
             e = torch.sub(block, peak).exp_()  # (r, N) exp(l - max)
@@ -51,11 +44,13 @@ class _RowStats(torch.autograd.Function):
             if c is not None:
                 # c p_e = c exp(l - max) / total; one log1p per element, no second exp
                 ssp[lo:hi] = e.mul_(c[lo:hi, None] / total).log1p_().sum(dim=-1)
+
+        run_row_chunks(chunk, rows, plan)
         lx = logits.gather(1, x[:, None]).squeeze(1).float() - lse  # (R,)
         lz = logits.gather(1, z[:, None]).squeeze(1).float() - lse  # (R,)
         ctx.save_for_backward(logits, x, z, lse, c if c is not None else lse.new_empty(0))
         ctx.has_c = c is not None
-        ctx.chunk_rows = chunk_rows
+        ctx.plan = plan
         return lx, lz, ssp
 
     @staticmethod
@@ -68,9 +63,8 @@ class _RowStats(torch.autograd.Function):
         grad = torch.empty_like(logits)  # (R, N) the only full-size allocation
         direct = grad.dtype == torch.float32  # write straight into the gradient, no extra copy
         inv_c = 1.0 / c if ctx.has_c else None  # (R,) inf where c = 0 gives sigma = 0, as it should
-        step = ctx.chunk_rows
-        for lo in range(0, rows, step):
-            hi = min(rows, lo + step)
+
+        def chunk(lo, hi):
             p = torch.sub(logits[lo:hi].float(), lse[lo:hi, None]).exp_()  # (r, N) softmax
             coef = g_x[lo:hi] + g_z[lo:hi]  # (r,)
             if use_s:
@@ -87,6 +81,8 @@ class _RowStats(torch.autograd.Function):
             out.scatter_add_(1, z[lo:hi, None], g_z[lo:hi, None])
             if not direct:
                 grad[lo:hi] = out
+
+        run_row_chunks(chunk, rows, ctx.plan)
         return grad, None, None, None, None
 
 
@@ -109,15 +105,17 @@ def row_stats(
     logits (R, N) float32/bf16/float64 (computed in float32, or float64 for float64 input —
     then no chunk is upcast); x (R,) int64 in 0..N-1; z (R,) int64 (ids >= N are clamped, their
     ``lz`` is then meaningless and should be unused); c (R,) positive, finite, or None.
-    Returns float32 stats (float64 for float64 logits).
+    Returns float32 stats (float64 for float64 logits). ``chunk_elements`` overrides the
+    chunk size of :func:`xdlm_vision.core.chunking.plan_rows` (tests).
     """
     n = logits.shape[-1]
     z = x if z is None else z.clamp_max(n - 1)
     if logits.dtype == torch.float64:
         return _row_stats_dense64(logits, x, z, c)
     c32 = None if c is None else c.float().contiguous()
-    rows = _chunk_rows(logits.shape[0], n, chunk_elements)
-    lx, lz, ssp = _RowStats.apply(logits, x.contiguous(), z.contiguous(), c32, rows)
+    # forward: block + exponentials; backward: p + sigma — two (r, N) float32 temporaries per chunk
+    plan = plan_rows(logits.shape[0], n, logits.device, memory_fraction=1 / 16, chunk_elements=chunk_elements)
+    lx, lz, ssp = _RowStats.apply(logits, x.contiguous(), z.contiguous(), c32, plan)
     return RowStats(lx, lz, ssp)
 
 

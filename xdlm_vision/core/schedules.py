@@ -2,7 +2,9 @@
 
 A schedule is an object with ``alpha(t)`` and ``alpha_prime(t)`` (d alpha / dt), both taking and
 returning tensors of the same shape. ``alpha(0) = 1`` (clean data) and ``alpha(1) = 0`` (the
-stationary prior pi). New schedules are a class plus one entry in ``SCHEDULES``.
+stationary prior pi), except ``loglinear``, the schedule of the XDLM authors' released models,
+which stops at ``alpha(1) = 1e-3`` (see ``docs/official.md``). New schedules are a class plus one
+entry in ``SCHEDULES``.
 """
 
 from __future__ import annotations
@@ -40,11 +42,26 @@ class CosineSchedule:
         return -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
 
 
-SCHEDULES = {"linear": LinearSchedule, "cosine": CosineSchedule}
+@dataclass(frozen=True)
+class LogLinearSchedule:
+    """alpha_t = 1 - (1 - eps) t with eps = 1e-3: the released XDLM / MDLM models' "log-linear"
+    noise (sigma_t = -log alpha_t is log-linear in 1 - t). alpha(1) = eps, not 0."""
+
+    name: str = "loglinear"
+    eps: float = 1e-3
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return 1.0 - (1.0 - self.eps) * t
+
+    def alpha_prime(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(t, -(1.0 - self.eps))
 
 
-def get_schedule(name: str | LinearSchedule | CosineSchedule = "linear"):
-    """Schedule by name ("linear", "cosine"); a schedule object passes through unchanged."""
+SCHEDULES = {"linear": LinearSchedule, "cosine": CosineSchedule, "loglinear": LogLinearSchedule}
+
+
+def get_schedule(name: str | LinearSchedule | CosineSchedule | LogLinearSchedule = "linear"):
+    """Schedule by name ("linear", "cosine", "loglinear"); a schedule object passes through unchanged."""
     if not isinstance(name, str):
         return name
     try:

@@ -33,9 +33,15 @@ from xdlm_vision.data.codes import (
     token_dtype,
     tokens_path,
 )
-from xdlm_vision.data.image_folder import open_image_folder, read_class_map, write_json_atomic
+from xdlm_vision.data.image_folder import (
+    open_image_folder,
+    read_class_map,
+    worker_error_line,
+    write_json_atomic,
+)
 from xdlm_vision.data.transforms import extraction_transform
 from xdlm_vision.errors import UserError
+from xdlm_vision.io import clean_stale_temps
 
 VIEW_NAMES = ("center_crop", "center_crop_hflip")
 
@@ -206,6 +212,7 @@ def extract_codes(cfg: ExtractConfig, dist: Distributed | None = None) -> Extrac
     dist.wait_for_everyone()  # every process checked before anyone writes
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(out)  # hidden temporaries of a killed earlier run; never read
         if not (out / RUN_FILE).is_file():
             write_json_atomic(out / RUN_FILE, record)
     dist.wait_for_everyone()
@@ -231,10 +238,14 @@ def extract_codes(cfg: ExtractConfig, dist: Distributed | None = None) -> Extrac
             num_workers=cfg.num_workers,
         )
         ids, labels = [], []
-        for images, y in loader:  # (B, 3, S, S), (B,)
-            ids.append(_encode_views(tok, images, cfg.flip).cpu().numpy().astype(dtype))  # (B, V, h, w)
-            labels.append(y.numpy().astype(np.int64))
-            bar.update(len(y))
+        try:
+            for images, y in loader:  # (B, 3, S, S), (B,)
+                ids.append(_encode_views(tok, images, cfg.flip).cpu().numpy().astype(dtype))  # (B, V, h, w)
+                labels.append(y.numpy().astype(np.int64))
+                bar.update(len(y))
+        except UserError as exc:  # an unreadable image (maybe raised in a worker): stop, naming the file
+            bar.close()
+            raise UserError(worker_error_line(exc)) from None
         _write_shard(out, shard, np.concatenate(ids), np.concatenate(labels), run_id)
     bar.close()
 

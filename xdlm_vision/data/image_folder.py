@@ -42,6 +42,34 @@ def check_class_map(found: dict[str, int], expected: dict[str, int], flag: str =
     )
 
 
+class _loader:
+    """ImageFolder's loader with a UserError naming the file when an image cannot be decoded
+    (picklable, for DataLoader workers)."""
+
+    def __init__(self, flag: str) -> None:
+        self.flag = flag
+
+    def __call__(self, path: str):
+        from PIL import Image
+
+        try:
+            with open(path, "rb") as f, Image.open(f) as img:
+                return img.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise UserError(f"{self.flag}: cannot read image {path} ({exc.__class__.__name__}); "
+                            f"remove or replace it and rerun (finished shards are kept)") from None
+
+
+def worker_error_line(exc: Exception) -> str:
+    """The UserError line inside an error re-raised from a DataLoader worker (which carries the
+    worker's traceback text), or the message itself."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "UserError: " in line:
+            return line.split("UserError: ", 1)[1]
+    return lines[-1] if lines else str(exc)
+
+
 def open_image_folder(
     root: str | Path, transform=None, class_map: dict[str, int] | None = None, flag: str = "--images"
 ):
@@ -56,7 +84,7 @@ def open_image_folder(
     if not root.is_dir():
         raise UserError(f"{flag} {str(root)!r}: no such folder")
     try:
-        dataset = ImageFolder(str(root), transform=transform)
+        dataset = ImageFolder(str(root), transform=transform, loader=_loader(flag))
     except FileNotFoundError as exc:  # no class folders, or class folders without images
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{flag} {str(root)!r}: no images in class sub-folders ({first})") from None

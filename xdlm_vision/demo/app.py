@@ -35,6 +35,9 @@ class DemoLimits:
     max_cfg: float = 20.0  # guidance gamma (XDLM convention), lower bound 0
     max_seed: int = 2**31 - 1  # seeds are 0..max_seed
     max_frames: int = 100  # frames streamed per request (long runs show every k-th step + the last)
+    max_work: int = 4096  # steps x images per request (64 images x 64 steps, or 4 images x 1000 steps)
+    max_requests_per_client: int = 4  # requests one client (IP) may run per window; more are refused at once
+    client_window_s: float = 60.0  # that window, in seconds
 
 
 @dataclass
@@ -92,7 +95,39 @@ def validate_request(limits: DemoLimits, num_classes: int, label, cfg, steps, sa
     num_i = _as_int(num_images, "number of images")
     if not 1 <= num_i <= limits.max_images:
         raise UserError(f"number of images must be within 1..{limits.max_images}, got {num_i}")
+    if steps_i * num_i > limits.max_work:
+        raise UserError(f"steps x images must be at most {limits.max_work} per request, got {steps_i} x {num_i} = "
+                        f"{steps_i * num_i}; lower the steps or the number of images")
     return DemoRequest(label_i, cfg_f, steps_i, sampler, seed_i, num_i)
+
+
+class ClientBudget:
+    """At most ``limits.max_requests_per_client`` requests per client in any ``client_window_s``
+    seconds: a client that fills the queue gets its extra requests refused as soon as they are
+    dequeued (no sampling), so one client cannot hold the single worker for long."""
+
+    def __init__(self, limits: DemoLimits) -> None:
+        import threading
+
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._times: dict[str, list[float]] = {}
+
+    def admit(self, client: str, now: float | None = None) -> None:
+        """Record a request of ``client``; UserError if it is over its budget."""
+        import time
+
+        now = time.monotonic() if now is None else now
+        window = self.limits.client_window_s
+        with self._lock:
+            recent = [t for t in self._times.get(client, []) if now - t < window]
+            if len(recent) >= self.limits.max_requests_per_client:
+                self._times[client] = recent
+                raise UserError(f"too many requests from this client: at most {self.limits.max_requests_per_client} "
+                                f"every {window:g} s; try again shortly")
+            self._times[client] = [*recent, now]
+            if len(self._times) > 10_000:  # forget idle clients
+                self._times = {c: ts for c, ts in self._times.items() if ts and now - ts[-1] < window}
 
 
 def shown_steps(num_steps: int, max_frames: int) -> set[int]:
@@ -209,10 +244,15 @@ def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[C
     sampler = models.get(models.default)
     lim = sampler.limits
     choices = sampler.class_choices
+    budget = ClientBudget(lim)
 
-    def run(label, cfg, steps, sampler_name, seed, num_images, model=models.default):
+    def run(label, cfg, steps, sampler_name, seed, num_images, model=models.default, request: gr.Request = None):
         try:
-            for f in models.get(model).stream(label, cfg, steps, sampler_name, seed, num_images):
+            chosen = models.get(model)
+            client = getattr(getattr(request, "client", None), "host", None) or "unknown"
+            validate_request(lim, chosen.sm.num_classes, label, cfg, steps, sampler_name, seed, num_images)
+            budget.admit(client)
+            for f in chosen.stream(label, cfg, steps, sampler_name, seed, num_images):
                 yield f.state, f.overlay, f.plot, f.caption, f.final
         except UserError as exc:
             raise gr.Error(str(exc)) from None

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from xdlm_vision.demo.app import DemoLimits, build_demo
 from xdlm_vision.demo.compare import add_compare_tab
+from xdlm_vision.demo.edit import add_edit_tab
 from xdlm_vision.demo.models import DemoModels
 from xdlm_vision.errors import UserError
 
-TABS = (add_compare_tab,)  # added after the sampling tab, in this order
+TABS = (add_compare_tab, add_edit_tab)  # added after the sampling tab, in this order
 
 
 def build_site(models: DemoModels):

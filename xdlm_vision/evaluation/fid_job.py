@@ -42,6 +42,8 @@ def _check(args: FidJob) -> None:
         raise UserError(f"--inception-batch-size must be >= 1, got {args.inception_batch_size}")
     if args.max_shards is not None and args.max_shards < 0:
         raise UserError(f"--max-shards must be >= 0, got {args.max_shards}")
+    if args.sample_only and args.precision_recall:
+        raise UserError("--precision-recall has no effect with --sample-only (nothing is scored); drop one")
     if not args.sample_only:
         if not Path(args.inception_weights).is_file():
             raise UserError(f"--inception-weights {args.inception_weights}: no such file. Pass the torch-fidelity "
@@ -82,7 +84,7 @@ def run_fid(args: FidJob) -> int:
         sh.check_run_setup(out, setup)
     state.wait_for_everyone()
     if not state.is_main_process:
-        sh.check_run_setup(out, setup)
+        sh.check_run_setup(out, setup, clean=False)
     t0 = time.time()
     prog = sh.sample_shards(sm, out, labels, seeds, opts, shard_size=args.shard_size, fmt=args.format,
                             batch_size=args.batch_size, rank=state.process_index, world=state.num_processes,

@@ -75,6 +75,9 @@ def sampling_card(job: SamplingJob, lm) -> dict:
                       else "float32 forward, float64 sampler draws"),
         "seeds": {"base": job.seed, "rule": "image i uses its own torch.Generator seeded with seed + i"},
         "checkpoint": {"path": str(lm.path), "step": lm.step},
+        # the XDLM authors' models: the official process and how many sampled special ids were clamped
+        **({"official": {**lm.record["official"], "clamped_ids_this_run": getattr(lm.tokenizer, "clamped", None)}}
+           if "official" in lm.record else {}),
     }
 
 
@@ -104,6 +107,9 @@ def run_nelbo(job: NelboJob) -> int:
         dataset = evaluation_set_from_spec(lm.tokenizer_spec, job.data_path, lm.class_names)
         dataset_name = f"text:{job.data_path or 'val'}"
     else:
+        if job.data_path is not None:
+            raise UserError(f"--data-path is for text checkpoints; {lm.path} is an image checkpoint "
+                            f"(it is evaluated on its own dataset's --split)")
         dataset = _image_split(lm.config, job.split)
         dataset_name = f"{lm.config.data.name}:{job.split}"
     # one estimator for images and text: num_t seeded replicates -> mean and standard error

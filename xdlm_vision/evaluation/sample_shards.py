@@ -111,12 +111,36 @@ def shard_is_complete(path: Path, fmt: str, expected: int) -> bool:
     return path.is_dir() and len(list(path.glob("*.png"))) == expected
 
 
-def check_run_setup(out: Path, setup: dict) -> None:
-    """Record the sampling setup in OUT/run.json, or refuse to mix shards of a different setup."""
+def check_run_setup(out: Path, setup: dict, clean: bool = True) -> None:
+    """Record the sampling setup in OUT/run.json, or refuse to mix shards of a different setup.
+
+    A run.json without any shard beside it (an earlier run stopped before its first shard) or an
+    unreadable one with no shards is simply replaced; stale hidden temporaries are removed first.
+    """
+    from xdlm_vision.io import clean_stale_temps
+
     path = out / "run.json"
+    if clean:  # the main process only: another may be writing a shard already
+        clean_stale_temps(out)
+        clean_stale_temps(out / "shards")
+    has_shards = (out / "shards").is_dir() and any((out / "shards").glob("shard_*"))
     if path.is_file():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+            if not isinstance(old, dict):
+                raise TypeError("not a JSON object")
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            if has_shards:
+                raise UserError(f"--out {out}: run.json is unreadable ({exc.__class__.__name__}) but shards exist; "
+                                "use a new --out") from None
+            old = setup
         diff = sorted(k for k in set(old) | set(setup) if old.get(k) != setup.get(k))
+        if diff and not has_shards:
+            write_json_atomic(path, setup)
+            return
+        if not diff and old is setup:
+            write_json_atomic(path, setup)
+            return
         if diff:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {setup.get(k)!r}" for k in diff[:4])
             raise UserError(f"--out {out} holds samples of a different setup ({details}); "

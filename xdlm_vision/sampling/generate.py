@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from xdlm_vision.checkpoints import LoadedModel
-from xdlm_vision.core import SAMPLERS, GuidanceSchedule, SamplerStep, seeded_generators
+from xdlm_vision.core import SAMPLERS, GuidanceSchedule, KnownTokens, SamplerStep, renoise, seeded_generators
 from xdlm_vision.errors import UserError
 
 Decode = Callable[[torch.Tensor], torch.Tensor]
@@ -53,7 +53,10 @@ def parse_classes(spec: str | int | Sequence[int], num: int, num_classes: int, s
         ids = [spec]
     elif isinstance(spec, str):
         try:
-            ids = [int(p) for p in spec.split(",") if p.strip() != ""]
+            parts = spec.split(",")
+            if any(p.strip() == "" for p in parts):
+                raise UserError(f"{flag} {spec!r} has an empty item; give ids separated by single commas (e.g. 3,4)")
+            ids = [int(p) for p in parts]
         except ValueError:
             raise UserError(f"{flag} must be a class id, a comma list of ids or 'random', got {spec!r}") from None
     else:
@@ -82,12 +85,25 @@ class SamplingOptions:
 
 
 def sampler_steps(lm: LoadedModel, labels: Sequence[int], seeds: Sequence[int],
-                  opts: SamplingOptions) -> Iterator[SamplerStep]:
-    """The step stream of one batch (len(labels) images; image i uses its own seeds[i] generator)."""
+                  opts: SamplingOptions, known: KnownTokens | None = None,
+                  start: torch.Tensor | None = None, strength: float = 1.0) -> Iterator[SamplerStep]:
+    """The step stream of one batch (len(labels) images; image i uses its own seeds[i] generator).
+
+    Editing (docs/editing.md): ``known`` holds given tokens; with ``strength`` t < 1 the clean
+    tokens ``start`` (B, L) are re-noised to time t with each image's own generator and the
+    ancestral sampler runs from t to 0.
+    """
     if opts.sampler not in SAMPLERS:
         raise UserError(f"unknown --sampler {opts.sampler!r}; choose one of {sorted(SAMPLERS)}")
     if len(labels) != len(seeds):
         raise ValueError("one seed per label is needed")
+    generators = seeded_generators(seeds)
+    extra = {} if known is None else {"known": known}
+    if strength < 1.0:
+        if opts.sampler != "ancestral":
+            raise UserError("--strength below 1 re-noises the image and needs --sampler ancestral")
+        z = renoise(start.to(lm.device), strength, lm.spec.space, lm.spec.schedule, known, generators)  # (B, L)
+        extra.update(z_init=z, t_start=float(strength))
     kwargs = {
         "num_samples": len(labels),
         "seq_len": lm.seq_len,
@@ -96,14 +112,14 @@ def sampler_steps(lm: LoadedModel, labels: Sequence[int], seeds: Sequence[int],
         "class_labels": torch.tensor(list(labels), dtype=torch.long, device=lm.device),
         "cfg": GuidanceSchedule(float(opts.cfg), opts.cfg_schedule),
         "null_class": lm.null_class,
-        "generator": seeded_generators(seeds),
+        "generator": generators,
         "device": lm.device,
         "track_x0": opts.track_x0,
         "pass_time": lm.spec.time_conditioning,
     }
     if opts.sampler == "ancestral":
         kwargs["schedule"] = lm.spec.schedule
-    return SAMPLERS[opts.sampler](lm.model_fn, **kwargs)
+    return SAMPLERS[opts.sampler](lm.model_fn, **kwargs, **extra)
 
 
 def batches(n: int, batch_size: int) -> list[range]:

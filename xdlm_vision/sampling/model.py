@@ -41,6 +41,13 @@ def checkpoint_tokenizer(spec: dict, num_tokens: int, device: torch.device,
     not match ``num_tokens``. ``tokenizer_checkpoint`` (``--tokenizer-checkpoint``) replaces the
     recorded weights path."""
     spec = dict(spec or {})
+    if spec.get("kind") == "text":
+        raise UserError("this is a text model (a text-LM checkpoint); sample it with `xdlm-vision sample-text`")
+    weighted = spec.get("kind") in ("llamagen", "diffusers") or (
+        spec.get("kind") == "official" and (spec.get("inner") or {}).get("kind") in ("llamagen", "diffusers"))
+    if tokenizer_checkpoint is not None and not weighted:
+        raise UserError(f"--tokenizer-checkpoint: this checkpoint decodes with the {spec.get('kind')} tokenizer, "
+                        f"which has no weights to replace; drop the flag")
     if spec.get("kind") in ("llamagen", "diffusers"):
         recorded = spec.get("checkpoint") or spec.get("path")
         if tokenizer_checkpoint is None and not (recorded and Path(recorded).exists()):

@@ -7,6 +7,8 @@ checkpoints, so the same tokenizer can be rebuilt later:
 - ``{"kind": "llamagen", "size": "VQ-16" | null, "config": {...LlamaGenVQConfig fields...},
   "checkpoint": "/abs/path/vq_ds16_c2i.pt", "sha256": "<hex>"}``
 - ``{"kind": "diffusers", "path": "/abs/path/to/vqmodel_dir"}``
+- ``{"kind": "official", "num_codes": N, "inner": {...one of the above...}}``: an XDLM authors'
+  model (``docs/official.md``); decoding clamps its special ids >= N to N - 1
 - ``{"kind": "text", "tokenizer": "byte" | "/path/to/hf_tokenizer", "vocab_size": 257, ...}`` (text
   checkpoints; the rest of that spec describes the corpus, see :mod:`xdlm_vision.data.text.dataset`)
 
@@ -26,7 +28,7 @@ from xdlm_vision.errors import UserError
 from xdlm_vision.tokenizers.base import ImageTokenizer
 from xdlm_vision.tokenizers.pixel import PixelTokenizer
 
-TOKENIZER_KINDS = ("pixel", "llamagen", "diffusers", "text")
+TOKENIZER_KINDS = ("pixel", "llamagen", "diffusers", "text", "official")
 
 
 def tokenizer_spec(tok: ImageTokenizer) -> dict:
@@ -70,6 +72,15 @@ def load_tokenizer(
         from xdlm_vision.tokenizers.diffusers_vq import load_diffusers_tokenizer
 
         return load_diffusers_tokenizer(checkpoint or spec["path"], device=device)
+    if kind == "official":
+        from xdlm_vision.tokenizers.official_clamp import ClampingTokenizer
+
+        inner = dict(spec["inner"])
+        recorded = inner.get("checkpoint") or inner.get("path")
+        if inner.get("kind") != "pixel" and checkpoint is None and not (recorded and Path(recorded).exists()):
+            raise UserError(f"this official model decodes with a {inner.get('kind')} VQ whose weights are not at "
+                            f"{recorded!r}; pass them with --tokenizer-checkpoint PATH (LlamaGen vq_ds16_c2i.pt)")
+        return ClampingTokenizer(load_tokenizer(inner, device=device, checkpoint=checkpoint), int(spec["num_codes"]))
     if kind == "text":
         return _text_tokenizer(spec)
     raise UserError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZER_KINDS}")

@@ -36,6 +36,18 @@ class LlamaGenVQConfig:
     norm_eps: float = 1e-6  # GroupNorm epsilon
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # a JSON file may hold any type: check before building
+            value, kind = getattr(self, f.name), f.type if isinstance(f.type, str) else f.type.__name__
+            low = 0 if f.name.endswith("res_blocks") else 1  # a level may have no residual block
+            ok = {"int": isinstance(value, int) and not isinstance(value, bool) and value >= low,
+                  "float": isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e6,
+                  "bool": isinstance(value, bool)}.get(kind, True)
+            if kind.startswith(("tuple", "list")):
+                ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+                    isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in value)
+            if not ok:
+                what = "a whole number >= 0" if kind == "int" and low == 0 else f"a positive {kind}"
+                raise UserError(f"LlamaGen VQ config: {f.name} must be {what}, got {value!r} (fix --tokenizer)")
         # JSON gives lists; keep tuples so the config stays hashable and comparable
         object.__setattr__(self, "encoder_ch_mult", tuple(int(m) for m in self.encoder_ch_mult))
         object.__setattr__(self, "decoder_ch_mult", tuple(int(m) for m in self.decoder_ch_mult))

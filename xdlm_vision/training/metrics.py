@@ -2,7 +2,10 @@
 TensorBoard scalars in ``OUT/tensorboard`` when the ``tensorboard`` package is installed.
 
 Only the main process writes (``enabled=False`` elsewhere). Appending keeps the history of a
-resumed run in one file.
+resumed run in one file: a resume first drops the records logged after the checkpoint it resumes
+from (they are logged again), and a last line cut short by a crash is removed. Each record is
+appended with one write that is undone if it fails (:func:`xdlm_vision.io.append_line`), so a full
+disk never leaves half a line.
 """
 
 from __future__ import annotations
@@ -12,14 +15,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from xdlm_vision.io import append_line, repair_last_line, write_text_atomic
+
 
 class MetricsLogger:
-    def __init__(self, out_dir: str | Path, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, out_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
+                 after_step: int | None = None) -> None:
+        """``after_step``: a resume from this step; records with a larger step are dropped."""
         self.enabled = enabled
         self.path = Path(out_dir) / "metrics.jsonl"
         self._writer = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            repair_last_line(self.path)
+            if after_step is not None:
+                self._drop_after(after_step)
             if tensorboard:
                 try:
                     from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
@@ -33,8 +43,7 @@ class MetricsLogger:
         if not self.enabled:
             return
         record = {**record, "time": round(time.time(), 3)}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.path, json.dumps(record))
         if self._writer is not None:
             for key, value in record.items():
                 if key not in ("step", "time") and isinstance(value, (int, float)):
@@ -42,6 +51,21 @@ class MetricsLogger:
         if echo:
             shown = " ".join(f"{k} {_fmt(v)}" for k, v in record.items() if k != "time")
             self.text(shown)
+
+    def _drop_after(self, step: int) -> None:
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                if int(json.loads(line).get("step", 0)) > step:
+                    continue
+            except (ValueError, TypeError, AttributeError):
+                pass  # keep a line this logger did not write
+            kept.append(line)
+        if len(kept) != len(lines):
+            write_text_atomic(self.path, "".join(kept))
 
     def text(self, line: str) -> None:
         if not self.enabled:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from xdlm_vision import checkpoints as ckpt_io
 from xdlm_vision.backbones import count_parameters
 from xdlm_vision.build import build_model, diffusion_spec
-from xdlm_vision.config import Config
+from xdlm_vision.config import Config, check_sampling_classes
 from xdlm_vision.core import batch_nelbo
 from xdlm_vision.data.registry import build_data
 from xdlm_vision.errors import TrainingDiverged, UserError
@@ -86,6 +87,9 @@ def _make_accelerator(cfg: Config):
     # --num_processes 2` on a CPU-only machine; without it each process would train alone.
     no_gpu = not torch.cuda.is_available() and not (
         hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+    if no_gpu and cfg.training.mixed_precision == "fp16":
+        # accelerate would silently train in float32 while the log says fp16
+        raise UserError("training.mixed_precision=fp16 needs a CUDA GPU; on the CPU use bf16 or no")
     try:
         return Accelerator(
             mixed_precision=cfg.training.mixed_precision,
@@ -128,6 +132,8 @@ def train(
     is_main = accel.is_main_process
     rank, world = accel.process_index, accel.num_processes
 
+    if is_main:
+        ckpt_io.clean_run_temps(out)  # hidden temporaries of a killed earlier run of this --out
     existing = ckpt_io.latest_checkpoint(out)
     if existing is not None and not resume:
         raise UserError(f"{out} already holds checkpoints ({existing.name}); pass --resume to continue it "
@@ -137,6 +143,7 @@ def train(
 
     data = build_data(cfg)
     meta = data.meta
+    check_sampling_classes(cfg, meta.num_classes)  # the end-of-run grid must not fail after training
     spec = diffusion_spec(cfg, meta.num_tokens)  # built once, shared by the loss, validation and previews
     torch.manual_seed(derive_seed(tcfg.seed, 0xC0FFEE))  # identical initial weights on every process
     model = build_model(cfg, meta)
@@ -149,13 +156,11 @@ def train(
 
     start = 0
     train_state = None
+    run_id = uuid.uuid4().hex
     if resume:
-        saved = ckpt_io.read_checkpoint_config(existing, flag="--resume")
-        changed = ckpt_io.check_resume_compatible(saved["config"], cfg, existing)
-        ckpt_io.load_weights(model, existing / "model.safetensors", flag="--resume")
-        ckpt_io.load_weights(ema.shadow, existing / "ema.safetensors", flag="--resume")
-        train_state = ckpt_io.load_train_state(existing)
+        existing, saved, train_state, changed = _open_resume(out, existing, cfg, model, ema, is_main)
         start = int(train_state["step"])
+        run_id = str(saved.get("run_id") or run_id)
         ema.num_updates = int(train_state["ema_num_updates"])
         if is_main and changed:
             print(f"resuming with changed settings: {'; '.join(changed)}", flush=True)
@@ -174,7 +179,7 @@ def train(
         pin_memory=accel.device.type == "cuda", persistent_workers=False,
     )
     val_set = _limit_val(data.val, cfg.data.max_val_samples)
-    logger = MetricsLogger(out, enabled=is_main, tensorboard=tcfg.tensorboard)
+    logger = MetricsLogger(out, enabled=is_main, tensorboard=tcfg.tensorboard, after_step=start if resume else None)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         logger.text(
@@ -183,7 +188,7 @@ def train(
             f"k={cfg.diffusion.k}, steps {start}->{end}, global batch {tcfg.batch_size} "
             f"on {world} process(es), device {accel.device}, precision {tcfg.mixed_precision}"
         )
-    ckpt_record = ckpt_io.checkpoint_record(cfg, meta, raw_model)
+    ckpt_record = {**ckpt_io.checkpoint_record(cfg, meta, raw_model), "run_id": run_id}
     last_ckpt = existing
     val_bpt: float | None = None
 
@@ -248,10 +253,15 @@ def train(
             bad = accel.reduce(bad, reduction="sum")
         if bad.item() > 0:
             bar.close()
-            where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+            if last_ckpt:
+                advice = (f"last good checkpoint: {last_ckpt}); resume with --resume after lowering optim.lr or "
+                          f"raising optim.warmup_steps")
+            else:  # nothing to resume from: do not suggest --resume
+                advice = ("no checkpoint was written yet); start again with a lower optim.lr or a higher "
+                          "optim.warmup_steps")
             raise TrainingDiverged(
                 f"training diverged: loss became {float(loss_sum)} at step {step}; stopped without applying it "
-                f"({where}); resume with --resume after lowering optim.lr or raising optim.warmup_steps"
+                f"({advice}"
             )
         grad_norm = accel.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         optimizer.step()
@@ -270,14 +280,14 @@ def train(
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['examples_per_s']:.0f}", refresh=False)
             window = {"loss": 0.0, "n": 0, "t": time.time(), "examples": 0}
         bar.update(1)
+        if done % tcfg.ckpt_every == 0 or done == end:  # first the checkpoint: nothing after it can lose it
+            last_ckpt = save(done)
+            if is_main:
+                logger.text(f"step {done}: checkpoint {last_ckpt}")
         periodic_due = done == tcfg.steps or (tcfg.val_every and done % tcfg.val_every == 0) or (
             tcfg.sample_every and done % tcfg.sample_every == 0)
         if periodic_due:
             periodic(done)
-        if done % tcfg.ckpt_every == 0 or done == end:
-            last_ckpt = save(done)
-            if is_main:
-                logger.text(f"step {done}: checkpoint {last_ckpt}")
     bar.close()
     logger.close()
     accel.wait_for_everyone()
@@ -285,7 +295,54 @@ def train(
                        wall_seconds=time.time() - t_start, num_parameters=n_params)
 
 
+def _open_resume(out: Path, newest: Path, cfg: Config, model, ema: EMA, is_main: bool):
+    """Load the newest intact checkpoint of ``out`` for ``--resume``.
+
+    Each candidate (newest first) must pass the resume compatibility check and the cross-check of
+    its files (:func:`~xdlm_vision.checkpoints.verify_checkpoint`); a corrupt newest one is skipped
+    with a one-line notice. ``training.steps`` below the checkpoint step is refused.
+    Returns (checkpoint dir, config.json, train state, changed settings).
+    """
+    candidates = [newest] + [p for p in reversed(ckpt_io.list_checkpoints(out)) if p != newest]
+    first_error = None
+    for ckpt in candidates:
+        try:
+            saved = ckpt_io.read_checkpoint_config(ckpt, flag="--resume")
+            if not isinstance(saved.get("config"), dict):
+                raise UserError(f"--resume: {ckpt}/config.json has no run config")
+            changed = ckpt_io.check_resume_compatible(saved["config"], cfg, ckpt)
+            train_state = ckpt_io.load_train_state(ckpt)
+            step = ckpt_io.verify_checkpoint(ckpt, saved, train_state, flag="--resume")
+            if cfg.training.steps < step:
+                raise UserError(f"--resume: training.steps={cfg.training.steps} is below the checkpoint's step "
+                                f"{step} ({ckpt}); pass training.steps >= {step} or a fresh --out")
+            ckpt_io.load_weights(model, ckpt / "model.safetensors", flag="--resume")
+            ckpt_io.load_weights(ema.shadow, ckpt / "ema.safetensors", flag="--resume")
+        except UserError as exc:
+            if "training.steps=" in str(exc) or "different model/data" in str(exc):
+                raise  # the user's settings, not a damaged file: no fallback
+            first_error = first_error or exc
+            continue
+        if ckpt != newest and is_main:
+            print(f"note: the newest checkpoint {newest.name} is unreadable ({first_error}); resuming from "
+                  f"{ckpt.name}", flush=True)
+        return ckpt, saved, train_state, changed
+    raise first_error
+
+
 def read_metrics(out_dir: str | Path) -> list[dict]:
-    """All records of OUT/metrics.jsonl (for tests and notebooks)."""
+    """All records of OUT/metrics.jsonl (for tests and notebooks); a last line cut short by a crash
+    is ignored."""
     path = Path(out_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines(keepends=True)
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1 and not line.endswith("\n"):
+                break  # an append cut short by a crash; the next run repairs it
+            raise
+    return records

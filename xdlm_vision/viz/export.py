@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from xdlm_vision.io import atomic_path
+from xdlm_vision.viz.outline import draw_outline
 from xdlm_vision.viz.render import (
     BACKGROUND,
     CREATED_RGB,
@@ -75,6 +76,8 @@ def frame_arrays(frame: TrajectoryFrame, decode: Decode, scale: int | None = Non
     scale = scale or auto_scale(*images.shape[-2:])
     states = upscale(to_uint8(images), scale)
     overlays = upscale(transition_overlay(images, frame.created, frame.refined, frame.remasked), scale)
+    if frame.region is not None:  # an edit: outline the region so the held tokens read as context
+        states, overlays = draw_outline(states, frame.region), draw_outline(overlays, frame.region)
     return states, overlays
 
 

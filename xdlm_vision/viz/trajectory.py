@@ -46,6 +46,7 @@ class TrajectoryFrame:
     refined: torch.Tensor  # bool
     remasked: torch.Tensor  # bool
     mask_id: int
+    region: torch.Tensor | None = None  # bool (B, h, w): the edited cells, outlined when drawn (editing)
 
     @property
     def num_samples(self) -> int:
@@ -123,14 +124,18 @@ class TrajectoryRecorder:
         traj = rec.trajectory
     """
 
-    def __init__(self, grid_shape: Sequence[int], mask_id: int, max_samples: int | None = None) -> None:
+    def __init__(self, grid_shape: Sequence[int], mask_id: int, max_samples: int | None = None,
+                 region: torch.Tensor | None = None) -> None:
         self.grid_shape = tuple(grid_shape)
         self.mask_id = int(mask_id)
         self.max_samples = max_samples
+        self.region = region  # bool (B, h, w) edited cells of every frame (editing), or None
         self.trajectory = Trajectory()
 
     def add(self, step: SamplerStep) -> TrajectoryFrame:
         frame = frame_from_step(step, self.grid_shape, self.mask_id, self.max_samples)
+        if self.region is not None:
+            frame.region = self.region[: frame.num_samples].cpu()
         self.trajectory.frames.append(frame)
         return frame
 

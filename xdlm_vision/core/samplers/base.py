@@ -102,9 +102,19 @@ def guided_model_call(
     return guided_logits(out[:b], out[b:], gamma)
 
 
-def time_grid(num_steps: int) -> list[tuple[float, float]]:
-    """Uniform grid from t = 1 to 0: [(t_i, s_i)] with s of the last step exactly 0."""
-    return [(1.0 - i / num_steps, 1.0 - (i + 1) / num_steps if i + 1 < num_steps else 0.0) for i in range(num_steps)]
+def time_grid(num_steps: int, t_start: float = 1.0) -> list[tuple[float, float]]:
+    """Uniform grid from t = t_start (default 1) to 0: [(t_i, s_i)] with s of the last step exactly 0.
+
+    ``t_start < 1`` runs only the end of the reverse process (partial re-noising, see
+    :mod:`xdlm_vision.core.conditioning`); with ``t_start = 1`` the grid is 1 - i / T exactly.
+    """
+    if not (0.0 < t_start <= 1.0):
+        raise ValueError(f"t_start must lie in (0, 1], got {t_start}")
+
+    def at(j: int) -> float:
+        return 1.0 - j / num_steps if t_start == 1.0 else t_start * (1.0 - j / num_steps)
+
+    return [(at(i), at(i + 1) if i + 1 < num_steps else 0.0) for i in range(num_steps)]
 
 
 __all__ = ["GuidanceSchedule", "SamplerStep", "guided_model_call", "sample", "time_grid", "transitions"]

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import torch
 
+from xdlm_vision.core.conditioning import KnownTokens
 from xdlm_vision.core.guidance import GuidanceSchedule, as_guidance
 from xdlm_vision.core.posterior import categorical_rows
 from xdlm_vision.core.process import TokenSpace
@@ -34,10 +35,17 @@ ABSORB_SCHEDULES = ("cosine", "linear")
 REFINE_SCHEDULES = ("constant", "linear")
 
 
-def masks_left(step: int, num_steps: int, seq_len: int, kind: str) -> int:
-    """Number of masked positions that should remain after ``step`` (0 after the last)."""
+def masks_left(step: int, num_steps: int, seq_len, kind: str):
+    """Number of masked positions that should remain after ``step`` (0 after the last).
+
+    ``seq_len``: an int, or a (B,) int64 tensor of free positions per row (editing), then (B,).
+    """
     frac = (step + 1) / num_steps
     left = math.cos(0.5 * math.pi * frac) if kind == "cosine" else 1.0 - frac
+    if isinstance(seq_len, torch.Tensor):
+        if step + 1 >= num_steps:
+            return torch.zeros_like(seq_len)
+        return torch.floor(seq_len.double() * left + 1e-9).long()  # (B,)
     return 0 if step + 1 >= num_steps else math.floor(seq_len * left + 1e-9)
 
 
@@ -70,11 +78,14 @@ def confidence_sampler(
     confidence_noise: float = 0.0,
     track_x0: bool = True,
     pass_time: bool = False,
+    known: KnownTokens | None = None,
 ) -> Iterator[SamplerStep]:
     """Yield one :class:`SamplerStep` per step; see the module docstring for the rule.
 
     ``generator``: one torch.Generator or a list with one per sample (per-sample streams make the
-    result independent of batch size). Other arguments as in ``ancestral_sampler``.
+    result independent of batch size). Other arguments as in ``ancestral_sampler``. ``known``:
+    given tokens start at their ids, the absorb schedule counts each row's free positions only,
+    and refinement never touches held positions (see :mod:`xdlm_vision.core.conditioning`).
     """
     guidance = as_guidance(cfg)
     check_common(num_samples, seq_len, num_steps, class_labels, space, null_class, guidance)
@@ -89,6 +100,14 @@ def confidence_sampler(
     rng = RandomSource(generator, num_samples, device)
     mask = space.mask_id
     z = torch.full((num_samples, seq_len), mask, dtype=torch.long, device=device)  # (B, L)
+    held = None
+    free = None  # (B,) free positions per row when editing; None = all seq_len positions
+    if known is not None:
+        known.check(num_samples, seq_len, space)
+        known = known.to(device)
+        z = known.start(z)
+        held = known.held
+        free = (~known.keep).sum(-1)  # (B,)
     for i in range(num_steps):
         t, s = 1.0 - i / num_steps, 1.0 - (i + 1) / num_steps
         logits = guided_model_call(model_fn, z, class_labels, null_class, guidance.value(i, num_steps),
@@ -110,7 +129,7 @@ def confidence_sampler(
 
         is_mask = z == mask
         n_mask = is_mask.sum(-1)  # (B,)
-        target_left = masks_left(i, num_steps, seq_len, absorb_schedule)
+        target_left = masks_left(i, num_steps, seq_len if free is None else free, absorb_schedule)
         n_absorb = (n_mask - target_left).clamp_min(0)
         n_absorb = torch.where((n_mask > 0) & (n_absorb == 0) & (i + 1 == num_steps), n_mask, n_absorb)
         absorb = _top_per_row(score, is_mask, n_absorb)  # (B, L)
@@ -120,8 +139,9 @@ def confidence_sampler(
             frac = refine_fraction if refine_schedule == "constant" else refine_fraction * (1 - i / num_steps)
             current = logp.gather(-1, z.clamp_max(space.num_tokens - 1)[..., None]).squeeze(-1)  # (B, L)
             gain = conf - current
-            eligible = ~is_mask & (cand != z) & (gain > 0)
-            n_refine = torch.round(frac * (~is_mask).sum(-1).double()).long()  # (B,)
+            placed = ~is_mask if held is None else ~is_mask & ~held  # (B, L) tokens it may re-write
+            eligible = placed & (cand != z) & (gain > 0)
+            n_refine = torch.round(frac * placed.sum(-1).double()).long()  # (B,)
             refine = _top_per_row(gain, eligible, n_refine)
             z_s = torch.where(refine, cand, z_s)
 
