@@ -3,7 +3,8 @@
 Chromium is driven over the DevTools protocol through ``--remote-debugging-pipe`` (JSON messages
 separated by NUL bytes on file descriptors 3 and 4), so nothing beyond the standard library and
 the Debian ``chromium`` package is needed, and nothing leaves the machine. Set
-``XDLM_SCREENSHOT=path.png`` (sampling tab) and ``XDLM_COMPARE_SCREENSHOT=path.png`` (compare tab)
+``XDLM_SCREENSHOT=path.png`` (sampling tab), ``XDLM_COMPARE_SCREENSHOT=path.png`` (compare tab) and
+``XDLM_EDIT_SCREENSHOT=path.png`` (edit tab)
 to keep the screenshots.
 """
 
@@ -188,3 +189,22 @@ def test_compare_tab_in_headless_chromium(tmp_path):
         browser.evaluate(session, scrub_js)
         wait_for(lambda: browser.evaluate(session, caption_js).startswith("step 3/8"), 60, "the scrubbed step")
         screenshot(browser, session, tmp_path / "compare.png", "XDLM_COMPARE_SCREENSHOT")
+
+
+def test_edit_tab_in_headless_chromium(tmp_path):
+    """Open the Edit tab and generate an example image into the editor (painting needs a pointer)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from xdlm_vision.demo import DemoModels, build_site
+
+    models = DemoModels.build([], device="cpu")
+    with served_page(build_site(models), tmp_path) as (browser, session):
+        tab_js = "[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === 'Edit')"
+        wait_for(lambda: browser.evaluate(session, f"!!({tab_js})"), 90, "the edit tab button")
+        browser.evaluate(session, f"({tab_js}).click()")
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#edit-example')"), 30, "the edit tab")
+        browser.evaluate(session, "document.querySelector('#edit-example').click()")
+        # the example lands in the editor's canvas
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#edit-editor canvas')"), 120,
+                 "the editor canvas")
+        time.sleep(3.0)
+        screenshot(browser, session, tmp_path / "edit.png", "XDLM_EDIT_SCREENSHOT")
