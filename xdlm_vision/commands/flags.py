@@ -154,6 +154,14 @@ def add_sampler(p: argparse.ArgumentParser, steps: int = 8) -> None:
                    help=f"sampler steps, 1..{MAX_STEPS} (default {steps})")
 
 
+def add_image_outputs(p: argparse.ArgumentParser, tokenizer_help: str, out_default: str, out_help: str,
+                      trajectory_help: str) -> None:
+    """--tokenizer-checkpoint, --out, --trajectory: the decoding and files of an image command."""
+    p.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=IN_PATH, help=tokenizer_help)
+    p.add_argument("--out", default=out_default, type=OUT_FILE, help=f"{out_help} (default {out_default})")
+    p.add_argument("--trajectory", default=None, metavar="PATH.gif", type=OUT_FILE, help=trajectory_help)
+
+
 def add_model_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
     """--checkpoint, --ema/--no-ema, --device: which weights to load and where."""
     add_checkpoint(p, required)

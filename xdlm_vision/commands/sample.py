@@ -33,15 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per forward pass (default 64)")
     flags.add_ema(parser)
     flags.add_k(parser)
-    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=flags.IN_PATH,
-                        help="VQ tokenizer weights to decode with (replaces the path recorded in the checkpoint)")
-    parser.add_argument("--out", default="samples.png", type=flags.OUT_FILE,
-                        help="PNG grid to write (default samples.png)")
+    flags.add_image_outputs(
+        parser, "VQ tokenizer weights to decode with (replaces the path recorded in the checkpoint)",
+        "samples.png", "PNG grid to write",
+        "write the per-step trajectory of the first images as an animated GIF, plus PATH.png (strip: steps x "
+        "samples) and PATH_counts.png (counts per step)")
     parser.add_argument("--save-dir", default=None, metavar="DIR", type=flags.OUT_DIR,
                         help="also write one PNG per image, named with its index, class and seed")
-    parser.add_argument("--trajectory", default=None, metavar="PATH.gif", type=flags.OUT_FILE,
-                        help="write the per-step trajectory of the first images as an animated GIF, plus "
-                             "PATH.png (strip: steps x samples) and PATH_counts.png (counts per step)")
     parser.add_argument("--trajectory-samples", type=flags.int_in(1, 64), default=None,
                         help="how many images the trajectory shows, 1..64 (default 8; needs --trajectory)")
     flags.add_device(parser)

@@ -214,6 +214,24 @@ def request_widgets(lim: DemoLimits, choices, max_images: int, num_value: int, n
     return label, cfg, steps, sampler, seed, num
 
 
+def step_widgets(state_label: str, final_label: str, prefix: str = ""):
+    """The outputs of a streamed run (state, overlay, counts plot, caption, final image), with
+    ``prefix`` on their element ids; call inside a gr.Blocks column. Returned in stream order."""
+    import gradio as gr
+
+    def image(label, name):
+        return gr.Image(label=label, type="pil", format="png", interactive=False, elem_id=f"{prefix}{name}")
+
+    caption = gr.Textbox(label="this step", interactive=False, elem_id=f"{prefix}caption")
+    with gr.Row():
+        state = image(state_label, "state")
+        overlay = image("transitions of this step", "overlay")
+    with gr.Row():
+        plot = image("counts per step", "plot")
+        final = image(final_label, "final")
+    return state, overlay, plot, caption, final
+
+
 class SingleModel:
     """The model picker's source when the app serves one loaded sampler (see demo/models.py)."""
 
@@ -275,17 +293,8 @@ def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[C
                         lim, choices, lim.max_images, 16, "number of images")
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=3):
-                    caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")
-                    with gr.Row():
-                        state = gr.Image(label="current state (grey = masked)", type="pil", format="png",
-                                         interactive=False, elem_id="state")
-                        overlay = gr.Image(label="transitions of this step", type="pil", format="png",
-                                           interactive=False, elem_id="overlay")
-                    with gr.Row():
-                        plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
-                                        elem_id="plot")
-                        final = gr.Image(label="final grid", type="pil", format="png", interactive=False,
-                                         elem_id="final")
+                    state, overlay, plot, caption, final = step_widgets("current state (grey = masked)",
+                                                                        "final grid")
             button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num, model],
                          outputs=[state, overlay, plot, caption, final], api_name="generate")
             model.change(pick, inputs=[model], outputs=[label], api_name=False)

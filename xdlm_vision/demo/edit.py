@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from xdlm_vision.demo.app import DemoFrame, DemoSampler, shown_steps, validate_request
+from xdlm_vision.demo.app import DemoFrame, DemoSampler, shown_steps, step_widgets, validate_request
 from xdlm_vision.errors import UserError
 
 EDITOR_SIDE = 256  # pixels: examples are shown this large so small images can be painted on
@@ -180,17 +180,8 @@ def add_edit_tab(models) -> None:
                                         transforms=(), brush=gr.Brush(default_size=16, colors=["#ff00ff"],
                                                                       color_mode="fixed"),
                                         canvas_size=(EDITOR_SIDE, EDITOR_SIDE), elem_id="edit-editor")
-                caption = gr.Textbox(label="this step", interactive=False, elem_id="edit-caption")
-                with gr.Row():
-                    state = gr.Image(label="current state (region outlined)", type="pil", format="png",
-                                     interactive=False, elem_id="edit-state")
-                    overlay = gr.Image(label="transitions of this step", type="pil", format="png",
-                                       interactive=False, elem_id="edit-overlay")
-                with gr.Row():
-                    plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
-                                    elem_id="edit-plot")
-                    final = gr.Image(label="input | results", type="pil", format="png", interactive=False,
-                                     elem_id="edit-final")
+                state, overlay, plot, caption, final = step_widgets("current state (region outlined)",
+                                                                    "input | results", prefix="edit-")
         example.click(make_example, inputs=[label, seed, model], outputs=[editor], api_name="edit_example")
         button.click(run, inputs=[editor, label, strength, steps, cfg, seed, border, num, model],
                      outputs=[state, overlay, plot, caption, final], api_name="edit")
