@@ -3,12 +3,15 @@
 Chromium is driven over the DevTools protocol through ``--remote-debugging-pipe`` (JSON messages
 separated by NUL bytes on file descriptors 3 and 4), so nothing beyond the standard library and
 the Debian ``chromium`` package is needed, and nothing leaves the machine. Set
-``XDLM_SCREENSHOT=path.png`` to keep the screenshot.
+``XDLM_SCREENSHOT=path.png`` (sampling tab), ``XDLM_COMPARE_SCREENSHOT=path.png`` (compare tab) and
+``XDLM_EDIT_SCREENSHOT=path.png`` (edit tab)
+to keep the screenshots.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -109,11 +112,9 @@ def wait_for(pred, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_one_generation_in_headless_chromium(tmp_path):
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from xdlm_vision.demo import DemoSampler, build_demo
-
-    demo = build_demo(DemoSampler.from_checkpoint(None, device="cpu"))
+@contextlib.contextmanager
+def served_page(demo, tmp_path):
+    """Serve ``demo`` on a free localhost port and open it in headless Chromium: (browser, session)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -123,26 +124,87 @@ def test_one_generation_in_headless_chromium(tmp_path):
         target = browser.send("Target.createTarget", {"url": f"http://127.0.0.1:{port}/"})["targetId"]
         session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         browser.send("Runtime.enable", session=session)
+        yield browser, session
+    finally:
+        browser.close()
+        demo.close()
+
+
+def screenshot(browser, session, path, keep_env: str):
+    """Save a screenshot to ``path`` (and to $keep_env if set); check it is a rendered page."""
+    from PIL import Image
+
+    time.sleep(1.0)  # let the last images paint
+    shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)["data"]
+    path.write_bytes(base64.b64decode(shot))
+    keep = os.environ.get(keep_env)
+    if keep:
+        shutil.copy(path, keep)
+    with Image.open(path) as im:
+        assert im.size[0] >= 1000 and im.size[1] >= 800
+        colours = im.convert("RGB").getcolors(1 << 20)
+    assert colours is not None and len(colours) > 50  # a rendered page, not a blank screen
+
+
+def test_one_generation_in_headless_chromium(tmp_path):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from xdlm_vision.demo import DemoSampler, build_demo
+
+    with served_page(build_demo(DemoSampler.from_checkpoint(None, device="cpu")), tmp_path) as (browser, session):
         wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#generate')"), 90, "the page")
         browser.evaluate(session, "document.querySelector('#generate').click()")
         caption_js = "(document.querySelector('#caption textarea') || {}).value || ''"
         wait_for(lambda: "step 8/8" in browser.evaluate(session, caption_js), 180, "the last step")
         wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#final img')"), 60, "the final grid")
-        time.sleep(1.0)  # let the last images paint
-        caption = browser.evaluate(session, caption_js)
-        assert "masked 0" in caption
-        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)["data"]
-        path = tmp_path / "demo.png"
-        path.write_bytes(base64.b64decode(shot))
-        keep = os.environ.get("XDLM_SCREENSHOT")
-        if keep:
-            shutil.copy(path, keep)
-        from PIL import Image
+        time.sleep(1.0)
+        assert "masked 0" in browser.evaluate(session, caption_js)
+        screenshot(browser, session, tmp_path / "demo.png", "XDLM_SCREENSHOT")
 
-        with Image.open(path) as im:
-            assert im.size[0] >= 1000 and im.size[1] >= 800
-            colours = im.convert("RGB").getcolors(1 << 20)
-        assert colours is not None and len(colours) > 50  # a rendered page, not a blank screen
-    finally:
-        browser.close()
-        demo.close()
+
+def test_compare_tab_in_headless_chromium(tmp_path):
+    """Open the compare tab, compare the first two packaged models, scrub back to step 3."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from xdlm_vision.demo import DemoModels, build_site
+
+    models = DemoModels.build([], device="cpu")
+    with served_page(build_site(models), tmp_path) as (browser, session):
+        tab_js = "[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === 'Compare')"
+        wait_for(lambda: browser.evaluate(session, f"!!({tab_js})"), 90, "the compare tab button")
+        browser.evaluate(session, f"({tab_js}).click()")
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#compare-run')"), 30, "the compare tab")
+        browser.evaluate(session, "document.querySelector('#compare-run').click()")
+        caption_js = "(document.querySelector('#compare-caption textarea') || {}).value || ''"
+        wait_for(lambda: "step 8/8" in browser.evaluate(session, caption_js), 240, "the last step")
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#compare-summary img')"), 60,
+                 "the summary")
+        caption = browser.evaluate(session, caption_js)
+        for name in models.names[:2]:
+            assert f"{name}: created" in caption
+        # the scrubber: move its range input to 3 and let go -> the caption goes back to step 3
+        scrub_js = """(() => { const range = document.querySelector('#compare-scrubber input[type=range]');
+            range.value = 3; range.dispatchEvent(new Event('input', {bubbles: true}));
+            range.dispatchEvent(new Event('change', {bubbles: true}));
+            range.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+            return true; })()"""
+        browser.evaluate(session, scrub_js)
+        wait_for(lambda: browser.evaluate(session, caption_js).startswith("step 3/8"), 60, "the scrubbed step")
+        screenshot(browser, session, tmp_path / "compare.png", "XDLM_COMPARE_SCREENSHOT")
+
+
+def test_edit_tab_in_headless_chromium(tmp_path):
+    """Open the Edit tab and generate an example image into the editor (painting needs a pointer)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from xdlm_vision.demo import DemoModels, build_site
+
+    models = DemoModels.build([], device="cpu")
+    with served_page(build_site(models), tmp_path) as (browser, session):
+        tab_js = "[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === 'Edit')"
+        wait_for(lambda: browser.evaluate(session, f"!!({tab_js})"), 90, "the edit tab button")
+        browser.evaluate(session, f"({tab_js}).click()")
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#edit-example')"), 30, "the edit tab")
+        browser.evaluate(session, "document.querySelector('#edit-example').click()")
+        # the example lands in the editor's canvas
+        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#edit-editor canvas')"), 120,
+                 "the editor canvas")
+        time.sleep(3.0)
+        screenshot(browser, session, tmp_path / "edit.png", "XDLM_EDIT_SCREENSHOT")

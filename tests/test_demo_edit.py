@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from xdlm_vision import sampling
-from xdlm_vision.demo import DemoSampler, EditSession, build_demo
+from xdlm_vision.demo import DemoSampler, EditSession, add_edit_tab, build_demo
 from xdlm_vision.demo.edit import EDITOR_SIDE, editor_inputs
 from xdlm_vision.errors import UserError
 from xdlm_vision.sampling.edit import EditOptions, prepare_edit, run_edit
@@ -78,7 +78,7 @@ def free_port() -> int:
 def test_server_edit_tab(session, tmp_path):
     from gradio_client import Client, handle_file
 
-    demo = build_demo(session.sampler)
+    demo = build_demo(session.sampler, tabs=(add_edit_tab,))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:

@@ -217,3 +217,16 @@ def test_edit_a_fashion_model_by_class_name(run_dir, tmp_path, capsys):
                  "--device", "cpu"]) == 0
     assert "held tokens unchanged: 100.0%" in capsys.readouterr().out
     assert Image.open(sheet).width > 2 * Image.open(sheet).height  # the input then two results in one row
+
+
+def test_compare_two_fashion_models_by_class_name(run_dir, tmp_path):
+    """`sample --compare` takes a class name when every compared model has the same class names."""
+    from xdlm_vision.sampling import compare_class_names, load_compare_models
+
+    out, _ = run_dir
+    step = str(min((out / "checkpoints").glob("step_*")))
+    models = load_compare_models([str(out), step], device="cpu")
+    assert compare_class_names(models)[7] == "Sneaker"
+    assert main(["sample", "--compare", str(out), step, "--class", "Sneaker",
+                 "--num", "2", "--steps", "2", "--out", str(tmp_path / "cmp.png"), "--device", "cpu"]) == 0
+    assert (tmp_path / "cmp.png").is_file()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from xdlm_vision import sampling
+from xdlm_vision.checkpoints import PACKAGED, packaged_names
 
 
 def test_packaged_checkpoint_is_small_and_sampling_only():
@@ -18,10 +20,30 @@ def test_packaged_checkpoint_is_small_and_sampling_only():
     assert meta["config"]["data"]["name"] == "digits" and meta["num_classes"] == 10
 
 
-def test_packaged_checkpoint_draws_the_requested_digits():
+def test_every_packaged_checkpoint_ships():
+    assert packaged_names() == list(PACKAGED)  # digits, digits-mdlm: all files present
+    for name in PACKAGED:
+        root = PACKAGED[name]
+        assert sorted(p.name for p in root.iterdir()) == ["config.json", "ema.safetensors"]
+        assert sum(p.stat().st_size for p in root.iterdir()) < 6 * 2**20
+
+
+def test_mdlm_checkpoint_differs_from_the_default_only_in_k():
+    xdlm, mdlm = (json.loads((PACKAGED[n] / "config.json").read_text()) for n in ("digits", "digits-mdlm"))
+    assert (xdlm["config"]["diffusion"]["k"], mdlm["config"]["diffusion"]["k"]) == (0.1, 0.0)
+    for rec in (xdlm, mdlm):
+        rec["config"]["diffusion"].pop("k")
+        rec["config"].pop("text", None)  # the text section joined the config after the default was packaged
+        rec["config"]["training"].pop("keep_checkpoints")  # how many checkpoints stayed on disk: not the model
+    assert mdlm["config"] == xdlm["config"] and mdlm["step"] == xdlm["step"] == 800
+    assert mdlm["backbone"] == xdlm["backbone"]
+
+
+@pytest.mark.parametrize("name", ["digits", "digits-mdlm"])
+def test_packaged_checkpoint_draws_the_requested_digits(name):
     from xdlm_vision.evaluation.digits_classifier import classify_digits
 
-    sm = sampling.load_for_sampling(None, device="cpu")
+    sm = sampling.load_for_sampling(f"packaged:{name}", device="cpu")
     assert (sm.num_classes, sm.space.num_tokens, sm.grid_shape) == (10, 17, (8, 8))
     labels = [c for c in range(10) for _ in range(5)]  # 50 samples, 5 per class
     tokens = sampling.generate(sm, labels, sampling.sample_seeds(0, 50), sampling.SamplingOptions(steps=8, cfg=1.0))

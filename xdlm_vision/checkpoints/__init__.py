@@ -4,6 +4,7 @@
 - :mod:`loaded`  :class:`LoadedModel` and :func:`load_checkpoint` (backbone + diffusion spec + data;
                  an official XDLM file goes through :mod:`xdlm_vision.official`)
 - :mod:`imported` :func:`import_official`: an official XDLM file -> a checkpoint directory
+- :mod:`packaged` the checkpoints shipped in the package and their ``packaged:NAME`` short names
 
 The layout of a run directory is described in :mod:`xdlm_vision.checkpoints.files` and docs/training.md.
 """
@@ -41,6 +42,7 @@ from xdlm_vision.checkpoints.loaded import (
     load_checkpoint,
     packaged_checkpoint,
 )
+from xdlm_vision.checkpoints.packaged import PACKAGED, packaged_names, packaged_path, resolve_packaged
 
 __all__ = [
     "CHECKPOINTS",
@@ -48,6 +50,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "LATEST",
+    "PACKAGED",
     "PACKAGED_CHECKPOINT",
     "RESUME_FIXED",
     "LoadedModel",
@@ -65,9 +68,12 @@ __all__ = [
     "load_train_state",
     "load_weights",
     "packaged_checkpoint",
+    "packaged_names",
+    "packaged_path",
     "prune_checkpoints",
     "read_checkpoint_config",
     "resolve_checkpoint_dir",
+    "resolve_packaged",
     "save_checkpoint",
     "step_dir_name",
     "verify_checkpoint",

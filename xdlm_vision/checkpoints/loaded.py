@@ -12,18 +12,18 @@ from torch import nn
 
 from xdlm_vision.build import DiffusionSpec, ModelFn, build_model, diffusion_spec, make_model_fn
 from xdlm_vision.checkpoints.files import (
-    is_weights_only,
     load_weights,
     read_checkpoint_config,
     resolve_checkpoint_dir,
     verify_checkpoint,
 )
+from xdlm_vision.checkpoints.packaged import PACKAGED, resolve_packaged
 from xdlm_vision.config import Config, config_from_dict
 from xdlm_vision.data.meta import DataMeta
 from xdlm_vision.errors import UserError
 from xdlm_vision.official import is_official_file, load_official
 
-PACKAGED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "digits_default"
+PACKAGED_CHECKPOINT = PACKAGED["digits"]
 
 
 @dataclass
@@ -111,15 +111,13 @@ def load_checkpoint(
     """Rebuild the backbone of a checkpoint and load its EMA (default) or raw weights.
 
     ``path`` may be a step directory, a run directory or its ``checkpoints/`` folder (the latest
-    checkpoint is used); None is the packaged digits checkpoint. ``k`` overrides the trained
+    checkpoint is used); None is the packaged digits checkpoint and ``packaged:NAME`` another
+    packaged one (:mod:`xdlm_vision.checkpoints.packaged`). ``k`` overrides the trained
     mixing ratio (``--k``, checked by the command). Missing or corrupt files raise UserError
     naming ``flag``. An official XDLM file (``.ckpt``, state dict, EMA dict, safetensors export)
     is read by :mod:`xdlm_vision.official` and loads with its official process (docs/official.md).
     """
-    if path is None:
-        path = packaged_checkpoint()
-        if not is_weights_only(path):
-            raise UserError(f"the packaged digits checkpoint is missing from {path}; pass --checkpoint DIR")
+    path = resolve_packaged(path, flag)
     if is_official_file(path):  # the XDLM authors' released files (docs/official.md)
         om, record = load_official(path, ema=ema, flag=flag)
         cfg, data = _config_and_data(record, path, flag)

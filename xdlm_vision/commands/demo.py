@@ -1,20 +1,24 @@
 """``xdlm-vision demo``: the Gradio app of ``apps/xdlm_demo.py`` (needs the ``demo`` extra: gradio).
 
-Without ``--checkpoint`` it serves the digits checkpoint that ships with the package. One sampling
-job runs at a time; further requests wait in Gradio's queue.
+The model picker offers every ``--checkpoint`` given (repeatable; the first is selected) and every
+checkpoint that ships with the package (``packaged:digits``, ``packaged:digits-mdlm``). One
+sampling job runs at a time; further requests wait in Gradio's queue.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "interactive Gradio demo: pick a class, CFG, steps and sampler, watch the tokens being denoised"
+HELP = ("interactive Gradio demo: pick a model, class, CFG, steps and sampler, watch the tokens being denoised; "
+        "compare two models side by side")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from xdlm_vision.commands import flags
 
-    flags.add_checkpoint(parser, required=False)
+    parser.add_argument("--checkpoint", action="append", default=None, metavar="DIR",
+                        help="a checkpoint to offer (step or run directory, or packaged:NAME); repeatable, the "
+                             "first is selected; every packaged checkpoint is offered as well")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=flags.int_in(1, 65535), default=7860, help="port, 1..65535 (default 7860)")
     flags.add_ema(parser)

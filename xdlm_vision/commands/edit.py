@@ -43,13 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per forward pass (default 64)")
     flags.add_ema(parser)
     flags.add_k(parser)
-    parser.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=flags.IN_PATH,
-                        help="VQ tokenizer weights to encode/decode with (replaces the path recorded in the checkpoint)")
-    parser.add_argument("--out", default="edit.png", type=flags.OUT_FILE,
-                        help="PNG: the input with the region outlined, then every result (default edit.png)")
-    parser.add_argument("--trajectory", default=None, metavar="PATH.gif", type=flags.OUT_FILE,
-                        help="also write the per-step trajectory as an animated GIF (the region outlined; held "
-                             "tokens do not move), plus PATH.png (strip) and PATH_counts.png")
+    flags.add_image_outputs(
+        parser, "VQ tokenizer weights to encode/decode with (replaces the path recorded in the checkpoint)",
+        "edit.png", "PNG: the input with the region outlined, then every result",
+        "also write the per-step trajectory as an animated GIF (the region outlined; held tokens do not move), "
+        "plus PATH.png (strip) and PATH_counts.png")
     flags.add_device(parser)
 
 

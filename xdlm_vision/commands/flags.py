@@ -104,12 +104,13 @@ def add_class(p: argparse.ArgumentParser, default: str | None, what: str) -> Non
 def add_checkpoint(p: argparse.ArgumentParser, required: bool = True) -> None:
     if required:
         p.add_argument("--checkpoint", required=True, metavar="DIR", type=IN_PATH,
-                       help="checkpoint step directory or run directory (its newest checkpoint), or an "
-                            "official XDLM file (docs/official.md)")
+                       help="checkpoint step directory, run directory (its newest checkpoint), "
+                            "packaged:NAME (digits, digits-mdlm) or an official XDLM file (docs/official.md)")
     else:
         p.add_argument("--checkpoint", default=None, metavar="DIR", type=IN_PATH,
-                       help="checkpoint step directory or run directory, or an official XDLM file "
-                            "(default: the packaged digits checkpoint)")
+                       help="checkpoint step directory, run directory (its newest checkpoint), "
+                            "packaged:NAME (digits, digits-mdlm) or an official XDLM file "
+                            "(docs/official.md) (default: packaged:digits)")
 
 
 def add_ema(p: argparse.ArgumentParser) -> None:
@@ -158,6 +159,14 @@ def add_sampler(p: argparse.ArgumentParser, steps: int = 8) -> None:
                    help="ancestral XDLM posterior sampling or confidence-based decoding (default ancestral)")
     p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=steps,
                    help=f"sampler steps, 1..{MAX_STEPS} (default {steps})")
+
+
+def add_image_outputs(p: argparse.ArgumentParser, tokenizer_help: str, out_default: str, out_help: str,
+                      trajectory_help: str) -> None:
+    """--tokenizer-checkpoint, --out, --trajectory: the decoding and files of an image command."""
+    p.add_argument("--tokenizer-checkpoint", default=None, metavar="PATH", type=IN_PATH, help=tokenizer_help)
+    p.add_argument("--out", default=out_default, type=OUT_FILE, help=f"{out_help} (default {out_default})")
+    p.add_argument("--trajectory", default=None, metavar="PATH.gif", type=OUT_FILE, help=trajectory_help)
 
 
 def add_model_flags(p: argparse.ArgumentParser, required: bool = True) -> None:

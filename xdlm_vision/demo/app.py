@@ -2,21 +2,21 @@
 
 Served by ``xdlm-vision demo`` (and ``apps/xdlm_demo.py``). It is an app on top of sampling and viz
 (docs/architecture.md) and lives inside the package so that the installed command works without the
-repository checkout; gradio is imported only in
-:func:`build_demo` / :func:`launch`.
+repository checkout; gradio is imported only in :func:`build_demo`.
 
 The sampling side (:class:`DemoSampler`) has no gradio dependency: ``stream(...)`` validates the
 request against :class:`DemoLimits` and yields one :class:`DemoFrame` per shown step — the grid of
 current states (masked cells grey), the transition overlay (green mask -> token, blue
 token -> token, red token -> mask), the counts plot so far, a counts line, and on the last step
-the final grid. Inputs never reach a file path: the checkpoint is fixed when the app starts and
-images go back to the browser through Gradio's own cache.
+the final grid. Inputs never reach a file path: the checkpoints are fixed when the app starts (the
+model picker offers names) and images go back to the browser through Gradio's own cache. Serving (``launch``, the model picker
+over every packaged checkpoint and the further tabs) is :mod:`xdlm_vision.demo.site`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,49 +200,105 @@ tokens changed: <span style="color:#00c800">green</span> mask → token,
 CFG is γ in the XDLM convention (γ = 0: plain conditional; LlamaGen/DiT scale = 1 + γ)."""
 
 
-def build_sample_tab(sampler: DemoSampler) -> None:
-    """Add the sampling tab's components and events to the enclosing gr.Blocks."""
+def request_widgets(lim: DemoLimits, choices, max_images: int, num_value: int, num_label: str, prefix: str = ""):
+    """The widgets of one request (class, CFG, steps, sampler, seed, image count) with ``prefix``
+    on their element ids; call inside a gr.Blocks column."""
     import gradio as gr
 
+    label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id=f"{prefix}class")
+    cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id=f"{prefix}cfg")
+    steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id=f"{prefix}steps")
+    sampler = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler", elem_id=f"{prefix}sampler")
+    seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed", elem_id=f"{prefix}seed")
+    num = gr.Slider(1, max_images, value=num_value, step=1, label=num_label, elem_id=f"{prefix}num")
+    return label, cfg, steps, sampler, seed, num
+
+
+def step_widgets(state_label: str, final_label: str, prefix: str = ""):
+    """The outputs of a streamed run (state, overlay, counts plot, caption, final image), with
+    ``prefix`` on their element ids; call inside a gr.Blocks column. Returned in stream order."""
+    import gradio as gr
+
+    def image(label, name):
+        return gr.Image(label=label, type="pil", format="png", interactive=False, elem_id=f"{prefix}{name}")
+
+    caption = gr.Textbox(label="this step", interactive=False, elem_id=f"{prefix}caption")
+    with gr.Row():
+        state = image(state_label, "state")
+        overlay = image("transitions of this step", "overlay")
+    with gr.Row():
+        plot = image("counts per step", "plot")
+        final = image(final_label, "final")
+    return state, overlay, plot, caption, final
+
+
+class SingleModel:
+    """The model picker's source when the app serves one loaded sampler (see demo/models.py)."""
+
+    def __init__(self, sampler: DemoSampler, name: str | None = None) -> None:
+        name = name or Path(sampler.sm.path).name  # e.g. digits_default
+        self.sampler, self.names, self.default, self.limits = sampler, [name], name, sampler.limits
+
+    def get(self, name) -> DemoSampler:
+        if name not in self.names:
+            raise UserError(f"model must be one of {self.names}, got {name!r}")
+        return self.sampler
+
+
+def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[Callable] = ()):
+    """The gr.Blocks app (queue: one sampling job at a time).
+
+    ``models`` feeds the model picker (``names``, ``default``, ``get(name) -> DemoSampler``, e.g.
+    :class:`xdlm_vision.demo.models.DemoModels`); without it the picker offers ``sampler`` alone.
+    ``tabs`` are further tabs: each ``tab(models)`` is called inside the Blocks after the sampling
+    tab (e.g. :func:`xdlm_vision.demo.compare.add_compare_tab`).
+    """
+    import gradio as gr
+
+    if models is None:
+        if sampler is None:
+            raise ValueError("build_demo needs a sampler or models")
+        models = SingleModel(sampler)
+    sampler = models.get(models.default)
     lim = sampler.limits
     choices = sampler.class_choices
     budget = ClientBudget(lim)
 
-    def run(label, cfg, steps, sampler_name, seed, num_images, request: gr.Request):
+    def run(label, cfg, steps, sampler_name, seed, num_images, model=models.default, request: gr.Request = None):
         try:
+            chosen = models.get(model)
             client = getattr(getattr(request, "client", None), "host", None) or "unknown"
-            validate_request(lim, sampler.sm.num_classes, label, cfg, steps, sampler_name, seed, num_images)
+            validate_request(lim, chosen.sm.num_classes, label, cfg, steps, sampler_name, seed, num_images)
             budget.admit(client)
-            for f in sampler.stream(label, cfg, steps, sampler_name, seed, num_images):
+            for f in chosen.stream(label, cfg, steps, sampler_name, seed, num_images):
                 yield f.state, f.overlay, f.plot, f.caption, f.final
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
-    gr.Markdown(INTRO)
-    with gr.Row():
-        with gr.Column(scale=1, min_width=260):
-            label = gr.Dropdown(choices=choices, value=choices[0][1], label="class", elem_id="class")
-            cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="cfg")
-            steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="steps")
-            sampler_name = gr.Radio(list(SAMPLER_CHOICES), value="ancestral", label="sampler",
-                                    elem_id="sampler")
-            seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
-                             elem_id="seed")
-            num = gr.Slider(1, lim.max_images, value=16, step=1, label="number of images", elem_id="num")
-            button = gr.Button("Generate", variant="primary", elem_id="generate")
-        with gr.Column(scale=3):
-            caption = gr.Textbox(label="this step", interactive=False, elem_id="caption")
-            with gr.Row():
-                state = gr.Image(label="current state (grey = masked)", type="pil", format="png",
-                                 interactive=False, elem_id="state")
-                overlay = gr.Image(label="transitions of this step", type="pil", format="png",
-                                   interactive=False, elem_id="overlay")
-            with gr.Row():
-                plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
-                                elem_id="plot")
-                final = gr.Image(label="final grid", type="pil", format="png", interactive=False,
-                                 elem_id="final")
-    button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num],
-                 outputs=[state, overlay, plot, caption, final], api_name="generate")
+    def pick(model):
+        try:
+            options = models.get(model).class_choices
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+        return gr.update(choices=options, value=options[0][1])
 
-
+    with gr.Blocks(title="xdlm-vision demo") as demo:
+        gr.Markdown(INTRO)
+        with gr.Tab("Sample", id="sample", elem_id="sample-tab"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=260):
+                    model = gr.Dropdown(choices=list(models.names), value=models.default, label="model",
+                                        elem_id="model")
+                    label, cfg, steps, sampler_name, seed, num = request_widgets(
+                        lim, choices, lim.max_images, 16, "number of images")
+                    button = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Column(scale=3):
+                    state, overlay, plot, caption, final = step_widgets("current state (grey = masked)",
+                                                                        "final grid")
+            button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num, model],
+                         outputs=[state, overlay, plot, caption, final], api_name="generate")
+            model.change(pick, inputs=[model], outputs=[label], api_name=False)
+        for tab in tabs:
+            tab(models)
+    demo.queue(default_concurrency_limit=1, max_size=16)
+    return demo

@@ -4,7 +4,7 @@
 into an edit of the demo's model and yields one :class:`~xdlm_vision.demo.app.DemoFrame` per shown
 step: the states with the region outlined (held tokens never move), the transition overlay, the
 counts plot and, at the end, the input next to the results. The request is bounded by the demo's
-:class:`~xdlm_vision.demo.app.DemoLimits`. :func:`build_edit_tab` lays it out with gradio.
+:class:`~xdlm_vision.demo.app.DemoLimits`. :func:`add_edit_tab` lays it out with gradio.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from xdlm_vision.demo.app import DemoFrame, DemoSampler, shown_steps, validate_request
+from xdlm_vision.demo.app import DemoFrame, DemoSampler, shown_steps, step_widgets, validate_request
 from xdlm_vision.errors import UserError
 
 EDITOR_SIDE = 256  # pixels: examples are shown this large so small images can be painted on
@@ -122,59 +122,70 @@ orange); everything else is held. Strength < 1 starts the region from the image 
 (variations); a border > 0 lets a k > 0 model also revise the held tokens next to the region."""
 
 
-def build_edit_tab(sampler: DemoSampler) -> None:
-    """Add the Edit tab's components and events to the enclosing gr.Blocks."""
+def add_edit_tab(models) -> None:
+    """Add the Edit tab to the enclosing gr.Blocks (``models``: the demo's model picker source,
+    see :mod:`xdlm_vision.demo.models`; every request edits with the model picked in the tab)."""
     import gradio as gr
 
-    session = EditSession(sampler)
+    sampler = models.get(models.default)
     lim = sampler.limits
     choices = sampler.class_choices
 
-    def make_example(label, seed):
+    def session(model) -> EditSession:
+        return EditSession(models.get(model))
+
+    def make_example(label, seed, model=models.default):
         try:
-            image = session.example(label, seed)
+            image = session(model).example(label, seed)
         except UserError as exc:
             raise gr.Error(str(exc)) from None
         return {"background": image, "layers": [], "composite": image}
 
-    def run(editor_value, label, strength, steps, cfg, seed, border, num_images):
+    def run(editor_value, label, strength, steps, cfg, seed, border, num_images, model=models.default):
         try:
-            for f in session.stream(editor_value, label, strength, steps, cfg, seed, border, num_images):
+            for f in session(model).stream(editor_value, label, strength, steps, cfg, seed, border, num_images):
                 yield f.state, f.overlay, f.plot, f.caption, f.final
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
-    gr.Markdown(EDIT_INTRO)
-    with gr.Row():
-        with gr.Column(scale=1, min_width=260):
-            label = gr.Dropdown(choices=choices, value=choices[0][1], label="class of the region", elem_id="edit-class")
-            seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed", elem_id="edit-seed")
-            example = gr.Button("Generate an example image", elem_id="edit-example")
-            strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="strength", elem_id="edit-strength")
-            steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="edit-steps")
-            cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="edit-cfg")
-            border = gr.Slider(0, 64, value=0, step=1, label="revise border (pixels, k > 0)", elem_id="edit-border")
-            num = gr.Slider(1, min(8, lim.max_images), value=4, step=1, label="number of edits", elem_id="edit-num")
-            button = gr.Button("Edit", variant="primary", elem_id="edit-run")
-        with gr.Column(scale=3):
-            editor = gr.ImageEditor(label="image: paint the region to regenerate", type="pil", image_mode="RGBA",
-                                    sources=("upload", "clipboard"), layers=False, transforms=(),
-                                    brush=gr.Brush(default_size=16, colors=["#ff00ff"], color_mode="fixed"),
-                                    canvas_size=(EDITOR_SIDE, EDITOR_SIDE), elem_id="edit-editor")
-            caption = gr.Textbox(label="this step", interactive=False, elem_id="edit-caption")
-            with gr.Row():
-                state = gr.Image(label="current state (region outlined)", type="pil", format="png",
-                                 interactive=False, elem_id="edit-state")
-                overlay = gr.Image(label="transitions of this step", type="pil", format="png", interactive=False,
-                                   elem_id="edit-overlay")
-            with gr.Row():
-                plot = gr.Image(label="counts per step", type="pil", format="png", interactive=False,
-                                elem_id="edit-plot")
-                final = gr.Image(label="input | results", type="pil", format="png", interactive=False,
-                                 elem_id="edit-final")
-    example.click(make_example, inputs=[label, seed], outputs=[editor], api_name="edit_example")
-    button.click(run, inputs=[editor, label, strength, steps, cfg, seed, border, num],
-                 outputs=[state, overlay, plot, caption, final], api_name="edit")
+    def pick(model):
+        try:
+            options = models.get(model).class_choices
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+        return gr.update(choices=options, value=options[0][1])
+
+    with gr.Tab("Edit", id="edit", elem_id="edit-tab"):
+        gr.Markdown(EDIT_INTRO)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                model = gr.Dropdown(choices=list(models.names), value=models.default, label="model",
+                                    elem_id="edit-model")
+                label = gr.Dropdown(choices=choices, value=choices[0][1], label="class of the region",
+                                    elem_id="edit-class")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=lim.max_seed, label="seed",
+                                 elem_id="edit-seed")
+                example = gr.Button("Generate an example image", elem_id="edit-example")
+                strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="strength", elem_id="edit-strength")
+                steps = gr.Slider(1, lim.max_steps, value=8, step=1, label="steps", elem_id="edit-steps")
+                cfg = gr.Slider(0, lim.max_cfg, value=1.0, step=0.1, label="CFG γ", elem_id="edit-cfg")
+                border = gr.Slider(0, 64, value=0, step=1, label="revise border (pixels, k > 0)",
+                                   elem_id="edit-border")
+                num = gr.Slider(1, min(8, lim.max_images), value=4, step=1, label="number of edits",
+                                elem_id="edit-num")
+                button = gr.Button("Edit", variant="primary", elem_id="edit-run")
+            with gr.Column(scale=3):
+                editor = gr.ImageEditor(label="image: paint the region to regenerate", type="pil",
+                                        image_mode="RGBA", sources=("upload", "clipboard"), layers=False,
+                                        transforms=(), brush=gr.Brush(default_size=16, colors=["#ff00ff"],
+                                                                      color_mode="fixed"),
+                                        canvas_size=(EDITOR_SIDE, EDITOR_SIDE), elem_id="edit-editor")
+                state, overlay, plot, caption, final = step_widgets("current state (region outlined)",
+                                                                    "input | results", prefix="edit-")
+        example.click(make_example, inputs=[label, seed, model], outputs=[editor], api_name="edit_example")
+        button.click(run, inputs=[editor, label, strength, steps, cfg, seed, border, num, model],
+                     outputs=[state, overlay, plot, caption, final], api_name="edit")
+        model.change(pick, inputs=[model], outputs=[label], api_name=False)
 
 
-__all__ = ["EDITOR_SIDE", "EditSession", "build_edit_tab", "editor_inputs"]
+__all__ = ["EDITOR_SIDE", "EditSession", "add_edit_tab", "editor_inputs"]
