@@ -3,8 +3,9 @@
 - :mod:`reader`    open a Lightning .ckpt / state dict / EMA dict / safetensors export without
                    executing anything in it
 - :mod:`process`   the official noise process as the core's XDLM process (N' = N + 2, k', loglinear)
-- :mod:`importer`  architecture inference, EMA zipping, :func:`load_official` (the built model and
-                   its checkpoint record, in our config.json schema)
+- :mod:`architecture`  the architecture read off the weights' shapes, cross-checked with the file
+- :mod:`importer`  EMA zipping, :func:`load_official` (the built model and its checkpoint record,
+                   in our config.json schema)
 
 This package sits below :mod:`xdlm_vision.checkpoints` (docs/architecture.md): ``load_checkpoint``
 hands it an official file and makes the usual ``LoadedModel``; ``checkpoints.import_official``
