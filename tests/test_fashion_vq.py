@@ -19,15 +19,14 @@ from xdlm_vision.evaluation.vq_report import codebook_usage, evaluate_tokenizer
 from xdlm_vision.tokenizers.factory import load_tokenizer, tokenizer_spec
 from xdlm_vision.tokenizers.llamagen import load_llamagen_tokenizer
 from xdlm_vision.tokenizers.llamagen_vq import VQModel
-from xdlm_vision.training.vq_trainer import (
+from xdlm_vision.training.vq_recipe import (
     VQTrainSettings,
     batch_indices,
     lr_at_step,
-    psnr_from_mse,
     restart_dead_codes,
-    train_vq_tokenizer,
     vq_losses,
 )
+from xdlm_vision.training.vq_trainer import psnr_from_mse, train_vq_tokenizer
 
 TINY = {"base_channels": 8, "ch_mult": (1, 1, 2), "norm_groups": 4, "z_channels": 8, "codebook_size": 16,
         "codebook_dim": 4, "encoder_res_blocks": 1, "decoder_res_blocks": 1, "batch_size": 8, "steps": 6,
