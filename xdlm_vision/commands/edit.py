@@ -52,61 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from xdlm_vision.commands.flags import options_from
+    from xdlm_vision.jobs import EditImageJob, run_edit_image
 
-    import torch
-
-    from xdlm_vision import sampling
-    from xdlm_vision.errors import UserError
-    from xdlm_vision.sampling.edit import EditOptions, prepare_edit, run_edit
-    from xdlm_vision.sampling.edit_inputs import Outpaint, read_image
-    from xdlm_vision.viz import TrajectoryRecorder, counts_plot, save_gif, save_png, save_strip
-    from xdlm_vision.viz.outline import edit_sheet
-
-    if args.trajectory is not None and not str(args.trajectory).lower().endswith(".gif"):
-        raise UserError(f"--trajectory must name a .gif file, got {args.trajectory!r}")
-    if not (0.0 <= args.strength <= 1.0):
-        raise UserError(f"--strength must lie in [0, 1], got {args.strength}")
-    image = read_image(args.image, "--image")
-    mask = read_image(args.mask, "--mask") if args.mask is not None else None
-    outpaint = Outpaint.parse(args.outpaint) if args.outpaint is not None else None
-    device = sampling.resolve_device(args.device)
-    lm = sampling.load_for_sampling(args.checkpoint, ema=args.ema, device=device, k=args.k,
-                                    tokenizer_checkpoint=args.tokenizer_checkpoint)
-    job = prepare_edit(lm, image, mask, outpaint, args.revise_border)
-    if args.classes is None:
-        if args.cfg > 0:
-            raise UserError("--cfg needs --class: guidance pushes towards a class, and none was given")
-        labels = [lm.null_class] * args.num
-    else:
-        labels = sampling.parse_classes(args.classes, args.num, lm.num_classes, args.seed, class_names=lm.class_names)
-    seeds = sampling.sample_seeds(args.seed, args.num)
-    opts = sampling.SamplingOptions(steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
-                                    sampler=args.sampler)
-    edit = EditOptions(strength=args.strength, revise_border=args.revise_border)
-    if job.keep.sum() == 0 and outpaint is None:
-        print("note: the mask covers the whole image; this is plain sampling (the same as xdlm-vision sample)")
-
-    recorder = None
-    if args.trajectory:
-        region = job.region[None].expand(args.num, -1, -1)
-        recorder = TrajectoryRecorder(job.canvas_shape, lm.mask_id, max_samples=8, region=region)
-    result = run_edit(lm, job, labels, seeds, opts, edit, batch_size=args.batch_size,
-                      watch=recorder.watch if recorder else None)
-    images = sampling.decode_tokens(lm, result.tokens, args.batch_size)
-    input_region = ~job.keep if outpaint is None else torch.zeros_like(job.keep)
-    written = [save_png(edit_sheet(job.input_image, input_region, images, job.region), args.out)]
-    if recorder is not None and recorder.trajectory.frames:
-        gif = Path(args.trajectory)
-        decode = sampling.decoder(lm.tokenizer, lm.device)
-        traj = recorder.trajectory
-        written.append(save_gif(traj, decode, gif))
-        written.append(save_strip(traj, decode, gif.with_suffix(".png"), max_columns=32))
-        written.append(save_png(counts_plot(traj.counts, title=f"{traj.num_samples} edits"),
-                                gif.with_name(gif.stem + "_counts.png")))
-    what = f"outpaint {outpaint.side}:{outpaint.amount}" if outpaint else f"{int((~job.keep).sum())} token cells"
-    print(f"edited {args.num} image(s) ({what}, strength {args.strength}, {args.steps} {args.sampler} steps, "
-          f"cfg gamma {args.cfg}) with {lm.path} (k {lm.space.k}); held tokens unchanged: "
-          f"{result.held_unchanged:.1%} of {result.num_held} per image")
-    print(f"wrote {written[0]}" + (f" and {len(written) - 1} more file(s)" if len(written) > 1 else ""))
-    return 0
+    return run_edit_image(options_from(EditImageJob, args))
