@@ -232,6 +232,20 @@ def step_widgets(state_label: str, final_label: str, prefix: str = ""):
     return state, overlay, plot, caption, final
 
 
+def class_picker(models):
+    """Event handler for a model dropdown: the picked model's classes for the class dropdown."""
+    import gradio as gr
+
+    def pick(model):
+        try:
+            options = models.get(model).class_choices
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+        return gr.update(choices=options, value=options[0][1])
+
+    return pick
+
+
 class SingleModel:
     """The model picker's source when the app serves one loaded sampler (see demo/models.py)."""
 
@@ -275,12 +289,7 @@ def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[C
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
-    def pick(model):
-        try:
-            options = models.get(model).class_choices
-        except UserError as exc:
-            raise gr.Error(str(exc)) from None
-        return gr.update(choices=options, value=options[0][1])
+    pick = class_picker(models)
 
     with gr.Blocks(title="xdlm-vision demo") as demo:
         gr.Markdown(INTRO)

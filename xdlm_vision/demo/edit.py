@@ -14,7 +14,14 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from xdlm_vision.demo.app import DemoFrame, DemoSampler, shown_steps, step_widgets, validate_request
+from xdlm_vision.demo.app import (
+    DemoFrame,
+    DemoSampler,
+    class_picker,
+    shown_steps,
+    step_widgets,
+    validate_request,
+)
 from xdlm_vision.errors import UserError
 
 EDITOR_SIDE = 256  # pixels: examples are shown this large so small images can be painted on
@@ -148,12 +155,7 @@ def add_edit_tab(models) -> None:
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
-    def pick(model):
-        try:
-            options = models.get(model).class_choices
-        except UserError as exc:
-            raise gr.Error(str(exc)) from None
-        return gr.update(choices=options, value=options[0][1])
+    pick = class_picker(models)
 
     with gr.Tab("Edit", id="edit", elem_id="edit-tab"):
         gr.Markdown(EDIT_INTRO)
