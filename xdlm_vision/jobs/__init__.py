@@ -62,18 +62,26 @@ class EditImageJob:
     device: str = "auto"
 
 
+def _check_gif(trajectory: str | None) -> None:
+    if trajectory is not None and not str(trajectory).lower().endswith(".gif"):
+        from xdlm_vision.errors import UserError
+
+        raise UserError(f"--trajectory must name a .gif file, got {trajectory!r}")
+
+
+def _report_written(written: list) -> None:
+    print(f"wrote {written[0]}" + (f" and {len(written) - 1} more file(s)" if len(written) > 1 else ""))
+
+
 def run_sample(job: SampleJob) -> int:
     """Sample a grid (plus per-image PNGs and the trajectory), or compare checkpoints with ``compare``."""
     if job.compare is not None:
         return run_compare(job)
-    from pathlib import Path
-
     from xdlm_vision import sampling
     from xdlm_vision.errors import UserError
-    from xdlm_vision.viz import save_grid, save_images
+    from xdlm_vision.viz import save_grid, save_images, save_trajectory
 
-    if job.trajectory is not None and not str(job.trajectory).lower().endswith(".gif"):
-        raise UserError(f"--trajectory must name a .gif file, got {job.trajectory!r}")
+    _check_gif(job.trajectory)
     if job.trajectory_samples is not None and job.trajectory is None:
         raise UserError("--trajectory-samples needs --trajectory PATH.gif (it sets how many images that shows)")
     trajectory_samples = 8 if job.trajectory_samples is None else job.trajectory_samples
@@ -97,22 +105,14 @@ def run_sample(job: SampleJob) -> int:
     if job.save_dir:
         written += save_images(images, job.save_dir, labels, seeds, sm.class_names)
     if recorder is not None:
-        from xdlm_vision.viz import counts_plot, save_gif, save_png, save_strip
-
-        gif = Path(job.trajectory)
-        decode = sampling.decoder(sm.tokenizer, sm.device)
-        traj = recorder.trajectory
-        written.append(save_gif(traj, decode, gif))
-        written.append(save_strip(traj, decode, gif.with_suffix(".png"), max_columns=32))
-        written.append(save_png(counts_plot(traj.counts, title=f"{traj.num_samples} images"),
-                                gif.with_name(gif.stem + "_counts.png")))
+        written += save_trajectory(recorder.trajectory, sampling.decoder(sm.tokenizer, sm.device), job.trajectory)
     if hasattr(sm.tokenizer, "report"):  # an official model: its special ids are clamped before decoding
         print(sm.tokenizer.report())
     k_note = "" if sm.space.k == sm.trained_k else f" (trained k {sm.trained_k})"
     print(f"sampled {job.num} images from {sm.path} (step {sm.step}, {'EMA' if sm.ema else 'raw'} weights) "
           f"with {job.sampler}, {job.steps} steps, cfg gamma {job.cfg} ({job.cfg_schedule}), "
           f"k {sm.space.k}{k_note}, device {device}")
-    print(f"wrote {written[0]}" + (f" and {len(written) - 1} more file(s)" if len(written) > 1 else ""))
+    _report_written(written)
     return 0
 
 
@@ -127,8 +127,7 @@ def run_compare(job: SampleJob) -> int:
         raise UserError("--compare names every checkpoint itself; drop --checkpoint")
     if job.save_dir is not None:
         raise UserError("--save-dir is not supported with --compare")
-    if job.trajectory is not None and not str(job.trajectory).lower().endswith(".gif"):
-        raise UserError(f"--trajectory must name a .gif file, got {job.trajectory!r}")
+    _check_gif(job.trajectory)
     if job.num > job.batch_size:
         raise UserError(f"--compare shows every image, so --num ({job.num}) must be <= --batch-size ({job.batch_size})")
     device = sampling.resolve_device(job.device)
@@ -152,19 +151,16 @@ def run_compare(job: SampleJob) -> int:
 
 def run_edit_image(job: EditImageJob) -> int:
     """Edit the image, write the sheet (input + results, region outlined) and the trajectory."""
-    from pathlib import Path
-
     import torch
 
     from xdlm_vision import sampling
     from xdlm_vision.errors import UserError
     from xdlm_vision.sampling.edit import EditOptions, prepare_edit, run_edit
     from xdlm_vision.sampling.edit_inputs import Outpaint, read_image
-    from xdlm_vision.viz import TrajectoryRecorder, counts_plot, save_gif, save_png, save_strip
+    from xdlm_vision.viz import TrajectoryRecorder, save_png, save_trajectory
     from xdlm_vision.viz.outline import edit_sheet
 
-    if job.trajectory is not None and not str(job.trajectory).lower().endswith(".gif"):
-        raise UserError(f"--trajectory must name a .gif file, got {job.trajectory!r}")
+    _check_gif(job.trajectory)
     if not (0.0 <= job.strength <= 1.0):
         raise UserError(f"--strength must lie in [0, 1], got {job.strength}")
     image = read_image(job.image, "--image")
@@ -197,18 +193,13 @@ def run_edit_image(job: EditImageJob) -> int:
     input_region = ~prepared.keep if outpaint is None else torch.zeros_like(prepared.keep)
     written = [save_png(edit_sheet(prepared.input_image, input_region, images, prepared.region), job.out)]
     if recorder is not None and recorder.trajectory.frames:
-        gif = Path(job.trajectory)
-        decode = sampling.decoder(lm.tokenizer, lm.device)
-        traj = recorder.trajectory
-        written.append(save_gif(traj, decode, gif))
-        written.append(save_strip(traj, decode, gif.with_suffix(".png"), max_columns=32))
-        written.append(save_png(counts_plot(traj.counts, title=f"{traj.num_samples} edits"),
-                                gif.with_name(gif.stem + "_counts.png")))
+        written += save_trajectory(recorder.trajectory, sampling.decoder(lm.tokenizer, lm.device), job.trajectory,
+                                   "edits")
     what = f"outpaint {outpaint.side}:{outpaint.amount}" if outpaint else f"{int((~prepared.keep).sum())} token cells"
     print(f"edited {job.num} image(s) ({what}, strength {job.strength}, {job.steps} {job.sampler} steps, "
           f"cfg gamma {job.cfg}) with {lm.path} (k {lm.space.k}); held tokens unchanged: "
           f"{result.held_unchanged:.1%} of {result.num_held} per image")
-    print(f"wrote {written[0]}" + (f" and {len(written) - 1} more file(s)" if len(written) > 1 else ""))
+    _report_written(written)
     return 0
 
 

@@ -22,7 +22,7 @@ from xdlm_vision.viz.export import (
     save_strip,
     trajectory_strip,
 )
-from xdlm_vision.viz.images import save_grid, save_images
+from xdlm_vision.viz.images import save_grid, save_images, save_trajectory
 from xdlm_vision.viz.plot import counts_plot
 from xdlm_vision.viz.render import (
     CREATED_RGB,
@@ -63,6 +63,7 @@ __all__ = [
     "save_images",
     "save_png",
     "save_strip",
+    "save_trajectory",
     "trajectory_strip",
     "transition_overlay",
 ]

@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from xdlm_vision.viz.export import save_png
+from xdlm_vision.viz.export import Decode, save_gif, save_png, save_strip
+from xdlm_vision.viz.plot import counts_plot
 from xdlm_vision.viz.render import image_grid, to_uint8, upscale
+from xdlm_vision.viz.trajectory import Trajectory
 
 
 def save_grid(images: torch.Tensor, path: str | Path, ncol: int | None = None, scale: int | None = None) -> Path:
@@ -34,3 +36,13 @@ def save_images(images: torch.Tensor, directory: str | Path, labels: Sequence[in
         name = "" if name == str(label) else f"_{name}"
         paths.append(save_png(Image.fromarray(arr), directory / f"{i:04d}_class{label}{name}_seed{seed}.png"))
     return paths
+
+
+def save_trajectory(traj: Trajectory, decode: Decode, gif: str | Path, what: str = "images") -> list[Path]:
+    """The three trajectory files of ``--trajectory PATH.gif``: the animated GIF, PATH.png (strip of at
+    most 32 steps x samples) and PATH_counts.png (counts per step, titled "<B> <what>")."""
+    gif = Path(gif)
+    return [save_gif(traj, decode, gif),
+            save_strip(traj, decode, gif.with_suffix(".png"), max_columns=32),
+            save_png(counts_plot(traj.counts, title=f"{traj.num_samples} {what}"), gif.with_name(gif.stem + "_counts.png"))]
+
