@@ -12,54 +12,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
-class SampleJob:
-    """``xdlm-vision sample`` (see its --help for every field)."""
+@dataclass(frozen=True, kw_only=True)
+class ImageJob:
+    """The flags ``sample`` and ``edit`` share: which weights, how to sample, where to decode and draw."""
 
     checkpoint: str | None = None
-    compare: list[str] | None = None  # several checkpoints side by side instead of --checkpoint
-    classes: str = "0"
     cfg: float = 0.0
     cfg_schedule: str = "constant"
     sampler: str = "ancestral"
     steps: int = 8
-    num: int = 16
     seed: int = 0
     batch_size: int = 64
     ema: bool = True
     k: float | None = None
     tokenizer_checkpoint: str | None = None
-    out: str = "samples.png"
-    save_dir: str | None = None
     trajectory: str | None = None
-    trajectory_samples: int | None = None
     device: str = "auto"
 
 
-@dataclass(frozen=True)
-class EditImageJob:
+@dataclass(frozen=True, kw_only=True)
+class SampleJob(ImageJob):
+    """``xdlm-vision sample`` (see its --help for every field)."""
+
+    compare: list[str] | None = None  # several checkpoints side by side instead of --checkpoint
+    classes: str = "0"
+    num: int = 16
+    out: str = "samples.png"
+    save_dir: str | None = None
+    trajectory_samples: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EditImageJob(ImageJob):
     """``xdlm-vision edit`` (see its --help for every field)."""
 
     image: str
-    checkpoint: str | None = None
     mask: str | None = None
     outpaint: str | None = None
     classes: str | None = None
     strength: float = 1.0
     revise_border: int = 0
-    cfg: float = 0.0
-    cfg_schedule: str = "constant"
-    sampler: str = "ancestral"
-    steps: int = 8
     num: int = 4
-    seed: int = 0
-    batch_size: int = 64
-    ema: bool = True
-    k: float | None = None
-    tokenizer_checkpoint: str | None = None
     out: str = "edit.png"
-    trajectory: str | None = None
-    device: str = "auto"
 
 
 def _check_gif(trajectory: str | None) -> None:
@@ -203,4 +197,4 @@ def run_edit_image(job: EditImageJob) -> int:
     return 0
 
 
-__all__ = ["EditImageJob", "SampleJob", "run_compare", "run_edit_image", "run_sample"]
+__all__ = ["EditImageJob", "ImageJob", "SampleJob", "run_compare", "run_edit_image", "run_sample"]
