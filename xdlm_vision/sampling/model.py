@@ -14,6 +14,7 @@ import torch
 from xdlm_vision.checkpoints import LoadedModel, load_checkpoint
 from xdlm_vision.errors import UserError
 from xdlm_vision.tokenizers import load_tokenizer
+from xdlm_vision.tokenizers.factory import check_weights_present, weights_spec
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -43,20 +44,12 @@ def checkpoint_tokenizer(spec: dict, num_tokens: int, device: torch.device,
     spec = dict(spec or {})
     if spec.get("kind") == "text":
         raise UserError("this is a text model (a text-LM checkpoint); sample it with `xdlm-vision sample-text`")
-    weighted = spec.get("kind") in ("llamagen", "diffusers") or (
-        spec.get("kind") == "official" and (spec.get("inner") or {}).get("kind") in ("llamagen", "diffusers"))
-    if tokenizer_checkpoint is not None and not weighted:
+    if not spec.get("kind"):
+        raise UserError("the checkpoint's config.json records no tokenizer; it cannot be decoded")
+    if tokenizer_checkpoint is not None and weights_spec(spec) is None:
         raise UserError(f"--tokenizer-checkpoint: this checkpoint decodes with the {spec.get('kind')} tokenizer, "
                         f"which has no weights to replace; drop the flag")
-    if spec.get("kind") in ("llamagen", "diffusers"):
-        recorded = spec.get("checkpoint") or spec.get("path")
-        if tokenizer_checkpoint is None and not (recorded and Path(recorded).exists()):
-            raise UserError(
-                f"this checkpoint decodes with a {spec['kind']} VQ tokenizer whose weights are not at "
-                f"{recorded!r}; pass them with --tokenizer-checkpoint PATH"
-            )
-    elif not spec.get("kind"):
-        raise UserError("the checkpoint's config.json records no tokenizer; it cannot be decoded")
+    check_weights_present(spec, tokenizer_checkpoint)
     if tokenizer_checkpoint is not None and not Path(tokenizer_checkpoint).exists():
         raise UserError(f"--tokenizer-checkpoint {tokenizer_checkpoint}: no such file or directory")
     tok = load_tokenizer(spec, device=device, checkpoint=tokenizer_checkpoint)

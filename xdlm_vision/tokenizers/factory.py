@@ -51,6 +51,30 @@ def tokenizer_spec(tok: ImageTokenizer) -> dict:
     raise TypeError(f"no spec for tokenizer type {type(tok).__name__}")
 
 
+WEIGHTED_KINDS = ("llamagen", "diffusers")  # tokenizers whose weights live in a file the spec points at
+
+
+def weights_spec(spec: dict) -> dict | None:
+    """The part of ``spec`` that names a weights file (the spec itself, or an official model's inner
+    VQ), or None for tokenizers without weights (pixel, text)."""
+    spec = spec or {}
+    if spec.get("kind") == "official":
+        spec = spec.get("inner") or {}
+    return spec if spec.get("kind") in WEIGHTED_KINDS else None
+
+
+def check_weights_present(spec: dict, checkpoint: str | Path | None = None) -> None:
+    """UserError naming --tokenizer-checkpoint when the recorded weights file is gone and none is given."""
+    weighted = weights_spec(spec)
+    if weighted is None or checkpoint is not None:
+        return
+    recorded = weighted.get("checkpoint") or weighted.get("path")
+    if not (recorded and Path(recorded).exists()):
+        what = "an official model" if spec.get("kind") == "official" else "this checkpoint"
+        raise UserError(f"{what} decodes with a {weighted['kind']} VQ tokenizer whose weights are not at "
+                        f"{recorded!r}; pass them with --tokenizer-checkpoint PATH")
+
+
 def load_tokenizer(
     spec: dict,
     device: str | torch.device = "cpu",
@@ -76,10 +100,7 @@ def load_tokenizer(
         from xdlm_vision.tokenizers.official_clamp import ClampingTokenizer
 
         inner = dict(spec["inner"])
-        recorded = inner.get("checkpoint") or inner.get("path")
-        if inner.get("kind") != "pixel" and checkpoint is None and not (recorded and Path(recorded).exists()):
-            raise UserError(f"this official model decodes with a {inner.get('kind')} VQ whose weights are not at "
-                            f"{recorded!r}; pass them with --tokenizer-checkpoint PATH (LlamaGen vq_ds16_c2i.pt)")
+        check_weights_present(spec, checkpoint)
         return ClampingTokenizer(load_tokenizer(inner, device=device, checkpoint=checkpoint), int(spec["num_codes"]))
     if kind == "text":
         return _text_tokenizer(spec)
