@@ -9,7 +9,9 @@ preset is trained with only ``diffusion.k`` and ``training.seed`` changed. Each 
   requested class, and the classifier-feature FID against the validation split with a bootstrap
   interval (samples resampled with replacement).
 
-The real-vs-real floor is the same FID of the real training split against the validation split.
+The real-vs-real floors are the same FID of real images against the validation split: the digits
+training split; for fashion, --num class-balanced training images and their tokenizer
+reconstructions (the ceiling of any model over those tokens).
 
 Resumable at two levels: a model whose ``model.json`` exists is never retrained or re-scored for
 NELBO, a cell whose ``cells/*.json`` exists is never recomputed (an interrupted training run
@@ -20,9 +22,10 @@ what is on disk and lists what is missing.
 
     python benchmarks/k_tradeoff.py digits [--seeds 3] [--train-steps 800] [--num 1000]
         [--budget-minutes 120] [--report-only] [--out runs/k_tradeoff]
+    python benchmarks/k_tradeoff.py fashion --set tokenizer.path=runs/fashion/tokenizer/tokenizer.safetensors ...
 
-Presets are a small table (``PRESETS``); one not in it yet (fashion: its preset, tokenizer and
-classifier land with another issue) is refused with one line naming what is missing.
+Presets are a small table (``PRESETS``: config name, the "with CFG" gamma, the judge). Every
+fashion model trains over the one tokenizer given with ``--set tokenizer.path=...``.
 """
 
 from __future__ import annotations
@@ -50,21 +53,28 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 @dataclass(frozen=True)
 class Judge:
-    """The preset's frozen classifier: token grids -> (features (M, D) float64, predicted labels (M,))."""
+    """The preset's frozen classifier and its real-image references.
+
+    classify: token grids (M, h, w) -> (penultimate features (M, D) float64, predicted labels (M,));
+    reference: features of the real validation split (what every FID is measured against);
+    floors: num -> {name: features of real-side images} scored like samples (e.g. real training
+    images; for a VQ preset also their tokenizer reconstructions, the ceiling of any model).
+    """
 
     classify: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
-    split_tokens: Callable[[str], torch.Tensor]  # "train" / "val" -> real token grids (M, h, w)
+    reference: Callable[[], np.ndarray]
+    floors: Callable[[int], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class PresetStudy:
     config: str  # preset name for load_config
     best_cfg: float  # the "with CFG" gamma (XDLM convention)
-    judge: Callable[[], Judge]  # built lazily (loads the classifier)
+    judge: Callable[..., Judge]  # (resolved Config) -> Judge, built lazily (loads the classifier)
     note: str  # where the numbers come from
 
 
-def _digits_judge() -> Judge:
+def _digits_judge(cfg) -> Judge:
     from xdlm_vision.data.digits import load_digits_split
     from xdlm_vision.evaluation.digits_classifier import classify_digits
 
@@ -72,17 +82,50 @@ def _digits_judge() -> Judge:
         out = classify_digits(tokens)
         return out.features.double().cpu().numpy(), out.labels.cpu().numpy()
 
-    return Judge(classify, lambda split: load_digits_split(split).tokens)
+    return Judge(classify, lambda: classify(load_digits_split("val").tokens)[0],
+                 lambda num: {"real train split": classify(load_digits_split("train").tokens)[0]})
+
+
+def _fashion_judge(cfg) -> Judge:
+    """Samples are decoded through the run's VQ tokenizer and scored by the packaged fashion CNN."""
+    from xdlm_vision.data.fashion import load_fashion_split, to_signed_padded
+    from xdlm_vision.data.fashion_entry import fashion_tokenizer_spec
+    from xdlm_vision.evaluation.fashion_classifier import classify_fashion
+    from xdlm_vision.evaluation.fashion_metrics import balanced_train_subset
+    from xdlm_vision.tokenizers.factory import load_tokenizer
+
+    if not cfg.tokenizer.path:
+        raise SystemExit("error: the fashion study trains every model over one tokenizer: pass "
+                         "--set tokenizer.path=runs/fashion/tokenizer/tokenizer.safetensors "
+                         "(from `xdlm-vision train fashion` or `train-tokenizer fashion`)")
+    tok = load_tokenizer(fashion_tokenizer_spec(cfg))
+
+    def features(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        out = classify_fashion(images)
+        return out.features.double().cpu().numpy(), out.labels.cpu().numpy()
+
+    def classify(tokens: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            images = torch.cat([tok.decode(chunk) for chunk in tokens.split(500)])  # (M, 1, 32, 32)
+        return features(images)
+
+    def floors(num: int) -> dict[str, np.ndarray]:
+        real = to_signed_padded(balanced_train_subset(num, cfg.data.path)[0])  # (num, 1, 32, 32)
+        with torch.no_grad():
+            recon = torch.cat([tok.decode(tok.encode(chunk)) for chunk in real.split(500)])
+        return {"real train images": features(real)[0], "their tokenizer reconstructions": features(recon)[0]}
+
+    return Judge(classify, lambda: features(to_signed_padded(load_fashion_split("test", cfg.data.path).images))[0],
+                 floors)
 
 
 PRESETS: dict[str, PresetStudy] = {
     "digits": PresetStudy("digits", 2.0, _digits_judge,
                           "CFG 2 is the paper's ImageNet setting and the best of the first digits study"),
+    "fashion": PresetStudy("fashion", 1.0, _fashion_judge,
+                           "CFG 1 is the fashion preset's sampling default (docs/fashion.md)"),
 }
-NOT_YET = {  # preset -> what it is waiting for
-    "fashion": "the fashion preset, its VQ tokenizer and its classifier (`eval fashion`) land with another issue; "
-               "add a PRESETS entry (config name, best CFG, judge) once they are on main",
-}
+NOT_YET: dict[str, str] = {}  # preset -> what it is waiting for
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +233,8 @@ def train_and_nelbo(args, k: float, seed: int, run: Path, budget: Budget) -> dic
         return None
     t0 = time.time()
     lm = load_for_sampling(latest_checkpoint(run), ema=True, device="cpu", load_tokenizer=False)
-    est = monte_carlo_nelbo(lm.model_fn, build_data(cfg).val, lm.spec, num_t=args.num_t, seed=0, batch_size=512)
+    est = monte_carlo_nelbo(lm.model_fn, build_data(cfg).val, lm.spec, num_t=args.num_t, seed=0, batch_size=512,
+                             max_examples=cfg.data.max_val_samples)
     record = {"k": k, "seed": seed, "train_steps": args.train_steps,
               "train_seconds": json.loads(trained.read_text())["seconds"], "nelbo_bits": est.bits_per_token,
               "nelbo_stderr": est.stderr_bits, "nelbo_seconds": time.time() - t0}
@@ -200,11 +244,14 @@ def train_and_nelbo(args, k: float, seed: int, run: Path, budget: Budget) -> dic
 
 
 def bootstrap_fid(features: np.ndarray, ref, reps: int, seed: int = 0) -> tuple[float, float]:
-    """95 % basic (pivotal) bootstrap interval of the FID over ``reps`` resamples of ``features``.
+    """A 95 % interval for the FID from ``reps`` resamples (with replacement) of ``features``.
 
-    Resampling with replacement repeats points, which alone raises the FID, so the resampled values
-    sit above the estimate; the basic interval [2F - q97.5, 2F - q2.5] reflects them around the
-    estimate F instead of reporting the shifted percentiles (clipped at 0).
+    Resampling repeats points, which shifts the resampled FIDs away from the estimate F (up or down,
+    depending on the sample size and the feature dimension), so neither the percentile interval nor
+    the basic interval [2F - q97.5, 2F - q2.5] reliably contains F. The interval reported is the
+    spread of the resampled values around their median, placed around F:
+    [F - (median - q2.5), F + (q97.5 - median)] (clipped at 0): the sampling variability, no bias
+    correction.
     """
     from xdlm_vision.evaluation.frechet import frechet_distance_stats, gaussian_stats
 
@@ -212,8 +259,8 @@ def bootstrap_fid(features: np.ndarray, ref, reps: int, seed: int = 0) -> tuple[
     n = features.shape[0]
     point = frechet_distance_stats(gaussian_stats(features), ref)
     fids = [frechet_distance_stats(gaussian_stats(features[rng.integers(0, n, n)]), ref) for _ in range(reps)]
-    q_lo, q_hi = np.quantile(fids, [0.025, 0.975])
-    return max(0.0, float(2 * point - q_hi)), max(0.0, float(2 * point - q_lo))
+    q_lo, median, q_hi = np.quantile(fids, [0.025, 0.5, 0.975])
+    return max(0.0, float(point - (median - q_lo))), float(point + (q_hi - median))
 
 
 def score(judge: Judge, tokens: torch.Tensor, labels: np.ndarray, ref, reps: int) -> dict:
@@ -242,7 +289,7 @@ def run_cell(args, lm, judge: Judge, ref, cell: tuple[str, float, int], path: Pa
 
 
 def real_floor(args, judge: Judge, ref, root: Path, budget: Budget) -> dict | None:
-    """FID (and bootstrap interval) of the real training split against the validation split."""
+    """FID (bootstrap interval) and size of each of the judge's real-side floors vs the validation split."""
     from xdlm_vision.evaluation.frechet import frechet_distance_stats, gaussian_stats
 
     path = root / "floor.json"
@@ -250,10 +297,11 @@ def real_floor(args, judge: Judge, ref, root: Path, budget: Budget) -> dict | No
         return json.loads(path.read_text())
     if not budget.allows():
         return None
-    feats, _ = judge.classify(judge.split_tokens("train"))
-    lo, hi = bootstrap_fid(feats, ref, args.bootstrap)
-    res = {"fid": frechet_distance_stats(gaussian_stats(feats), ref), "fid_lo": lo, "fid_hi": hi,
-           "num": int(feats.shape[0])}
+    res = {}
+    for name, feats in judge.floors(args.num).items():
+        lo, hi = bootstrap_fid(feats, ref, args.bootstrap)
+        res[name] = {"fid": frechet_distance_stats(gaussian_stats(feats), ref), "fid_lo": lo, "fid_hi": hi,
+                     "num": int(feats.shape[0])}
     write_json(path, res)
     return res
 
@@ -294,6 +342,13 @@ def summarise(args, models: dict, cells: dict) -> dict:
 
 def _fmt(value: float, err: float) -> str:
     return f"{value:.2f}" if math.isnan(err) else f"{value:.2f} ± {err:.2f}"
+
+
+def floor_sentence(floor: dict | None) -> str:
+    if not floor:
+        return "Real-vs-real floor: not computed."
+    parts = [f"{name} ({f['num']}): **{f['fid']:.2f}** [{f['fid_lo']:.2f}, {f['fid_hi']:.2f}]" for name, f in floor.items()]
+    return "Real-vs-real floors (FID against the validation split): " + "; ".join(parts) + "."
 
 
 def write_plot(args, summary: dict, path: Path) -> None:
@@ -337,14 +392,12 @@ def write_report(args, root: Path, models: dict, cells: dict, floor: dict | None
         c["seconds"] for c in cells.values())
     lines = [f"# k study: {args.preset}", "",
              (f"`python benchmarks/k_tradeoff.py {args.preset} --seeds {args.seeds} --train-steps {args.train_steps} "
-             f"--num {args.num}` — ks {', '.join(f'{k:g}' for k in args.ks)}; {args.seeds} training seed(s) per k; "
+             f"--num {args.num}" + "".join(f" --set {v}" for v in args.set) + f"` — ks {', '.join(f'{k:g}' for k in args.ks)}; {args.seeds} training seed(s) per k; "
              f"{args.num} class-balanced samples per cell; compute on disk {spent / 60:.1f} min (this call "
              f"{wall / 60:.1f} min)."), "",
              "FID = Fréchet distance of the preset classifier's features, samples vs the validation split; "
-             "± = standard error over training seeds; [lo, hi] = widest 95 % basic bootstrap interval of one model. "
-             + (f"Real-vs-real floor (train split vs validation): **{floor['fid']:.2f}** "
-                f"[{floor['fid_lo']:.2f}, {floor['fid_hi']:.2f}]." if floor else "Real-vs-real floor: not computed."),
-             ""]
+             "± = standard error over training seeds; [lo, hi] = widest 95 % bootstrap interval of one model (resampled spread around the estimate). "
+             + floor_sentence(floor), ""]
     if missing:
         lines += [f"**Missing ({len(missing)}):** " + "; ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""),
                   "", "Rerun the same command to continue: finished models and cells are kept.", ""]
@@ -384,16 +437,22 @@ def check_settings(args, root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Models first (seed-major, so a budget leaves every k with the same number of seeds), then the
+    cells from the fewest sampler steps up, round-robin over samplers, CFGs, seeds and ks: a budget
+    that runs out leaves the few-step comparisons complete and the 64-step ones missing."""
+    from xdlm_vision.checkpoints import latest_checkpoint
+    from xdlm_vision.config import load_config
+    from xdlm_vision.evaluation.frechet import gaussian_stats
+    from xdlm_vision.sampling import load_for_sampling
+
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = Budget(args.budget_minutes, args.report_only)
     root = Path(args.out) / args.preset
     check_settings(args, root)
     model_plan, cell_plan = plan(args)
-    judge = PRESETS[args.preset].judge()
-    from xdlm_vision.evaluation.frechet import gaussian_stats
-
-    ref = gaussian_stats(judge.classify(judge.split_tokens("val"))[0])
+    judge = PRESETS[args.preset].judge(load_config(PRESETS[args.preset].config, args.set))
+    ref = gaussian_stats(judge.reference())
     floor = real_floor(args, judge, ref, root, budget)
     models, cells, missing, new = {}, {}, [], 0
     for k, seed in model_plan:
@@ -401,24 +460,30 @@ def main(argv: list[str] | None = None) -> int:
         rec = train_and_nelbo(args, k, seed, run, budget)
         if rec is None:
             missing.append(f"model {run.name} (+{len(cell_plan)} cells)")
-            continue
-        models[(k, seed)] = rec
-        lm = None
-        for cell in cell_plan:
-            path = run / "cells" / f"{cell_key(*cell)}.json"
-            if path.is_file():
-                cells[(k, seed, path.stem)] = json.loads(path.read_text())
+        else:
+            models[(k, seed)] = rec
+    loaded: dict[tuple[float, int], object] = {}
+    for steps in sorted(args.sample_steps):
+        for sampler, cfg, cell_steps in cell_plan:
+            if cell_steps != steps:
                 continue
-            if not budget.allows():
-                missing.append(f"cell {run.name}/{path.stem}")
-                continue
-            if lm is None:
-                from xdlm_vision.checkpoints import latest_checkpoint
-                from xdlm_vision.sampling import load_for_sampling
-
-                lm = load_for_sampling(latest_checkpoint(run), ema=True, device="cpu", load_tokenizer=False)
-            cells[(k, seed, path.stem)] = run_cell(args, lm, judge, ref, cell, path)
-            new += 1
+            for k, seed in model_plan:
+                if (k, seed) not in models:
+                    continue
+                run = root / model_key(k, seed)
+                path = run / "cells" / f"{cell_key(sampler, cfg, steps)}.json"
+                if path.is_file():
+                    cells[(k, seed, path.stem)] = json.loads(path.read_text())
+                    continue
+                if not budget.allows():
+                    missing.append(f"cell {run.name}/{path.stem}")
+                    continue
+                if (k, seed) not in loaded:
+                    loaded[(k, seed)] = load_for_sampling(latest_checkpoint(run), ema=True, device="cpu",
+                                                          load_tokenizer=False)
+                cells[(k, seed, path.stem)] = run_cell(args, loaded[(k, seed)], judge, ref,
+                                                       (sampler, cfg, steps), path)
+                new += 1
     if floor is None:
         missing.append("the real-vs-real floor")
     report = write_report(args, root, models, cells, floor, missing, time.time() - budget.t0)

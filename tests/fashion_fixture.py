@@ -12,6 +12,11 @@ import numpy as np
 
 from xdlm_vision.data.fashion import SPLIT_FILES, write_idx
 
+# VQTrainSettings of a tokenizer that trains in a second on the tiny data (4 steps, 16-pixel latents)
+TINY_VQ = {"base_channels": 8, "ch_mult": "[1,1,2]", "norm_groups": 4, "z_channels": 8, "codebook_dim": 4,
+           "encoder_res_blocks": 1, "decoder_res_blocks": 1, "batch_size": 8, "steps": 4, "warmup_steps": 1,
+           "restart_every": 2, "ckpt_every": 2}
+
 
 def tiny_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(n, 28, 28) uint8 images and (n,) labels cycling over the 10 classes."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fashion_fixture import TINY_VQ as VQ
 from fashion_fixture import write_tiny_fashion
 from PIL import Image
 
@@ -15,10 +16,6 @@ from xdlm_vision.config import load_config
 from xdlm_vision.data.fashion import DEFAULT_DIR
 from xdlm_vision.data.registry import data_meta
 from xdlm_vision.errors import UserError
-
-VQ = {"base_channels": 8, "ch_mult": "[1,1,2]", "norm_groups": 4, "z_channels": 8, "codebook_dim": 4,
-      "encoder_res_blocks": 1, "decoder_res_blocks": 1, "batch_size": 8, "steps": 4, "warmup_steps": 1,
-      "restart_every": 2, "ckpt_every": 2}
 
 
 def tiny_overrides(data_dir: Path, steps: int = 2) -> list[str]:

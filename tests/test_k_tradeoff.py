@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fashion_fixture import TINY_VQ, write_tiny_fashion
+
+from xdlm_vision.cli import main as cli_main
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "k_tradeoff.py"
 spec = importlib.util.spec_from_file_location("k_tradeoff", SCRIPT)
@@ -45,8 +48,8 @@ def test_study_resumes_per_model_and_per_cell(tmp_path, capsys):
     assert cell["num"] == 20 and cell["fid_lo"] <= cell["fid_hi"] and 0 <= cell["agreement"] <= 1
     model = json.loads((root / "k1_seed0/model.json").read_text())
     assert model["nelbo_bits"] > 0 and model["train_steps"] == 2
-    floor = json.loads((root / "floor.json").read_text())
-    assert floor["fid_lo"] <= floor["fid_hi"] and floor["num"] > 1000
+    floor = json.loads((root / "floor.json").read_text())["real train split"]
+    assert floor["fid_lo"] <= floor["fid"] <= floor["fid_hi"] and floor["num"] > 1000
 
     # everything done: a rerun recomputes nothing
     before = mtimes(root)
@@ -68,16 +71,58 @@ def test_study_resumes_per_model_and_per_cell(tmp_path, capsys):
     assert "1 item(s) missing" in capsys.readouterr().out
     report = (root / "report.md").read_text()
     assert "**Missing (1):** model k1_seed0 (+4 cells)" in report
-    assert "| 0 | ancestral | 2 | 1 | 1 |" in report and "Real-vs-real floor" in report
+    assert "| 0 | ancestral | 2 | 1 | 1 |" in report and "Real-vs-real floors (FID against the validation split): real train split (" in report
     assert not (root / "k1_seed0/model.json").exists()
     assert (root / "fid_vs_steps.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
 
 
-def test_unsupported_preset_and_changed_settings_are_refused(tmp_path, capsys):
+def test_unknown_preset_and_changed_settings_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
-        kt.main(["fashion", "--out", str(tmp_path)])
+        kt.main(["cifar10", "--out", str(tmp_path)])
     assert info.value.code == 2
-    assert "preset 'fashion' is not supported by the k study yet: the fashion preset" in capsys.readouterr().err
+    assert "preset 'cifar10' is not supported by the k study yet: unknown preset; supported: ['digits', 'fashion']" \
+        in capsys.readouterr().err
     assert kt.main([*TINY, "--out", str(tmp_path), "--budget-minutes", "0"]) == 0
     with pytest.raises(SystemExit, match="other settings \\(--num"):
         kt.main([*TINY, "--out", str(tmp_path), "--num", "30", "--budget-minutes", "0"])
+
+
+def test_a_budget_that_runs_out_keeps_the_fewest_step_cells(tmp_path, monkeypatch, capsys):
+    """Work order: floor, every model (train, NELBO), then cells from the fewest steps up over all models."""
+    calls = {"n": 0}
+
+    def allows(self) -> bool:  # the floor + 2 x (train, NELBO) + the four 1-step cells
+        calls["n"] += 1
+        return calls["n"] <= 1 + 2 * 2 + 4
+
+    monkeypatch.setattr(kt.Budget, "allows", allows)
+    assert kt.main([*TINY, "--out", str(tmp_path)]) == 0
+    assert "4 new cell(s); 4 of 8 cells on disk; 4 item(s) missing" in capsys.readouterr().out
+    done = sorted(p.name for p in (tmp_path / "digits").rglob("cells/*.json"))
+    assert done == ["ancestral_cfg0_steps1.json", "ancestral_cfg0_steps1.json",
+                    "ancestral_cfg2_steps1.json", "ancestral_cfg2_steps1.json"]
+
+
+def test_fashion_study_decodes_through_the_given_tokenizer(tmp_path, capsys):
+    """fashion: models over one shared tokenizer, samples decoded and judged by the fashion CNN, two floors."""
+    data_dir = write_tiny_fashion(tmp_path / "data")
+    vq = tmp_path / "vq"
+    assert cli_main(["train-tokenizer", "fashion", "codebook_size=16", *[f"{k}={v}" for k, v in TINY_VQ.items()],
+                     "--out", str(vq), "--data-dir", str(data_dir), "--no-progress"]) == 0
+    sets = [f"data.path={data_dir}", f"tokenizer.path={vq / 'tokenizer.safetensors'}", "tokenizer.codebook_size=16",
+            "model.size=DiT-tiny", "model.overrides.depth=1", "training.batch_size=8", "data.max_val_samples=10"]
+    args = ["fashion", "--ks", "0,0.1", "--seeds", "1", "--train-steps", "2", "--num", "20", "--sample-steps", "1",
+            "--samplers", "ancestral", "--num-t", "1", "--bootstrap", "5", "--threads", "1", "--out", str(tmp_path / "s"),
+            *[v for s in sets for v in ("--set", s)]]
+    assert kt.main(args) == 0
+    assert "4 new cell(s); 4 of 4 cells on disk; 0 item(s) missing" in capsys.readouterr().out
+    root = tmp_path / "s" / "fashion"
+    floor = json.loads((root / "floor.json").read_text())
+    assert set(floor) == {"real train images", "their tokenizer reconstructions"}
+    assert floor["real train images"]["num"] == 20  # class-balanced, two per class
+    cell = json.loads((root / "k0.1_seed0" / "cells" / "ancestral_cfg1_steps1.json").read_text())
+    assert cell["num"] == 20 and 0 <= cell["agreement"] <= 1 and cell["fid"] >= 0
+    report = (root / "report.md").read_text()
+    assert "their tokenizer reconstructions (20)" in report and "--set tokenizer.path=" in report
+    with pytest.raises(SystemExit, match="--set tokenizer.path="):
+        kt.main(["fashion", "--out", str(tmp_path / "t"), "--set", f"data.path={data_dir}", "--budget-minutes", "0"])

@@ -276,7 +276,7 @@ def train(
             elapsed = max(time.time() - window["t"], 1e-9)
             record = {"step": done, "loss": window["loss"] / window["n"], "lr": lr,
                       "grad_norm": float(grad_norm), "examples_per_s": window["examples"] / elapsed}
-            logger.log(record, echo=False)
+            logger.log(record, echo=not progress)  # --no-progress: a log line instead of the bar
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['examples_per_s']:.0f}", refresh=False)
             window = {"loss": 0.0, "n": 0, "t": time.time(), "examples": 0}
         bar.update(1)

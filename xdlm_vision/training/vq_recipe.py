@@ -36,7 +36,7 @@ class VQTrainSettings:
     norm_groups: int = 8  # GroupNorm groups (every width must be divisible by it)
     codebook_size: int = 512  # N codes
     codebook_dim: int = 8  # code dimension (L2-normalised)
-    steps: int = 600  # optimizer steps (19,200 images, a third of an epoch)
+    steps: int = 2000  # optimizer steps (64,000 images, about one epoch)
     batch_size: int = 32  # images per step
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 50  # linear warm-up
@@ -46,7 +46,7 @@ class VQTrainSettings:
     restart_every: int = 50  # dead-code restart period in steps (0 = never)
     seed: int = 0  # init, data order and restarts
     log_every: int = 25
-    ckpt_every: int = 250
+    ckpt_every: int = 500
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:

@@ -205,6 +205,9 @@ def train_vq_tokenizer(
                       "images_per_s": window["n"] * settings.batch_size / elapsed,
                       "codes_restarted": window.get("restarts", 0)}
             append_line(log_path, json.dumps(record))
+            if not progress:  # --no-progress: a log line instead of the bar
+                print(f"step {done}/{end} loss {record['loss']:.4f} psnr {record['psnr']:.2f} dB "
+                      f"{record['images_per_s']:.0f} images/s", flush=True)
             bar.set_postfix(psnr=f"{record['psnr']:.1f}", img_s=f"{record['images_per_s']:.0f}", refresh=False)
             window = {"loss": 0.0, "mse": 0.0, "n": 0, "t": time.time()}
         bar.update(1)
