@@ -138,6 +138,18 @@ def test_dry_run_parameter_count_matches_a_real_build(capsys):
     assert f"{n:,} parameters" in capsys.readouterr().out
 
 
+def test_overrides_may_follow_the_flags(capsys):
+    """argparse fills KEY=VALUE once; overrides after --flags join the list in order (they used to be refused)."""
+    assert main(["train", "digits", "training.steps=5", "--dry-run", "training.steps=123", "optim.lr=0.002"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["training"]["steps"] == 123 and printed["optim"]["lr"] == 0.002  # the later one wins
+    assert main(["train", "digits", "--dry-run", "--bogus", "training.steps=1"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: xdlm-vision train: unrecognized arguments: --bogus "
+                                               "(see xdlm-vision train --help)")
+    assert main(["sample", "--num", "1", "training.steps=1"]) == 2  # sample takes no overrides
+    assert "unrecognized arguments: training.steps=1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("override", ["optim.nope=1", "training.steps=many"])
 def test_cli_rejects_bad_config_with_exit_2(override, capsys):
     assert main(["train", "digits", override, "--dry-run"]) == 2

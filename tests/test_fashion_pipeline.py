@@ -86,6 +86,39 @@ def test_sample_by_class_name_with_trajectory(run_dir, tmp_path, capsys):
     assert "names no class" in capsys.readouterr().err
 
 
+def test_packaged_copy_carries_its_tokenizer_and_samples_anywhere(run_dir, tmp_path):
+    """scripts/package_checkpoint.py: fp16 EMA + the VQ weights beside config.json, recorded by a
+    relative path, so the folder samples the same images after the run (and its tokenizer) are gone."""
+    import importlib.util
+    import shutil
+
+    from xdlm_vision import sampling
+
+    out, _ = run_dir
+    script = Path(__file__).resolve().parents[1] / "scripts" / "package_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("package_checkpoint", script)
+    pc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pc)
+    packaged = tmp_path / "pkg"
+    assert pc.main([str(out), "--out", str(packaged), "--fp16"]) == 0
+    record = json.loads((packaged / "config.json").read_text())
+    assert record["tokenizer"]["checkpoint"] == "tokenizer.safetensors"
+    assert sorted(p.name for p in packaged.iterdir()) == ["config.json", "ema.safetensors", "tokenizer.json",
+                                                          "tokenizer.safetensors"]
+    moved = tmp_path / "elsewhere" / "fashion"
+    shutil.copytree(packaged, moved)
+    shutil.rmtree(packaged)
+    opts = sampling.SamplingOptions(steps=3, cfg=1.0)
+    a = sampling.load_for_sampling(out, device="cpu")
+    b = sampling.load_for_sampling(moved, device="cpu")
+    assert b.tokenizer_spec["checkpoint"] == str((moved / "tokenizer.safetensors").resolve())
+    assert next(b.model.parameters()).dtype == torch.float32  # fp16 on disk, float32 in memory
+    ta = sampling.generate(a, [7, 9], sampling.sample_seeds(0, 2), opts)
+    tb = sampling.generate(b, [7, 9], sampling.sample_seeds(0, 2), opts)
+    assert (ta == tb).float().mean() > 0.9  # fp16 rounding of the weights may flip a rare draw
+    assert b.tokenizer.decode(tb).shape == (2, 1, 32, 32)
+
+
 def test_trajectory_frames_paint_masked_cells_grey(run_dir):
     from xdlm_vision import sampling
     from xdlm_vision.viz.render import decode_state
@@ -174,6 +207,24 @@ def test_packaged_fashion_classifier_accuracy_on_the_real_test_split():
     recorded = json.loads(default_asset_path().with_suffix(".json").read_text())
     assert acc >= 0.89
     assert recorded["test_accuracy"] == pytest.approx(acc, abs=1e-4)  # the JSON tells the truth
+
+
+def test_packaged_fashion_model_draws_the_requested_garments(capsys):
+    """packaged:fashion (fp16 DiT + its VQ tokenizer, <= 12 MB together) works out of the box, by class name."""
+    from xdlm_vision import sampling
+    from xdlm_vision.checkpoints.packaged import packaged_path
+    from xdlm_vision.evaluation.fashion_classifier import classify_fashion
+
+    folder = packaged_path("fashion")
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= 12e6
+    lm = sampling.load_for_sampling("packaged:fashion", device="cpu")
+    labels = [i % 10 for i in range(20)]
+    tokens = sampling.generate(lm, labels, sampling.sample_seeds(0, 20), sampling.SamplingOptions(steps=8, cfg=1.0))
+    agreement = float((classify_fashion(lm.tokenizer.decode(tokens)).labels == torch.tensor(labels)).double().mean())
+    assert agreement >= 0.8  # 95.2 % on 1,000 samples (docs/fashion.md)
+    assert main(["sample", "--checkpoint", "packaged:fashion", "--class", "Sneaker", "--num", "1", "--steps", "2",
+                 "--out", "/dev/null/x.png"]) == 2  # a bad --out is refused before any sampling
+    assert "error:" in capsys.readouterr().err
 
 
 def test_demo_sampler_streams_a_fashion_checkpoint(run_dir):

@@ -94,13 +94,16 @@ def test_resume_reaches_the_same_weights(tmp_path):
         torch.testing.assert_close(state["exp_avg_sq"], sb["optimizer"]["state"][pid]["exp_avg_sq"], rtol=0, atol=1e-9)
 
 
-def test_outputs_and_metrics(tmp_path):
+def test_outputs_and_metrics(tmp_path, capsys):
+    # what a run killed before its first checkpoint left behind: a fresh start must not keep it
+    (tmp_path / "metrics.jsonl").write_text('{"step": 2, "loss": 99.0}\n{"step": 9, "loss": 98.0}\n')
     result = trainer.train(tiny_config(), tmp_path, progress=False)
+    assert "step 6 loss" in capsys.readouterr().out  # progress=False prints the log lines instead of a bar
     assert result.val_bits_per_token is not None and 0 < result.val_bits_per_token < 6
     assert (tmp_path / "samples" / "step_0000006.png").is_file()
     records = trainer.read_metrics(tmp_path)
     steps = [r["step"] for r in records if "loss" in r]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    assert steps == [1, 2, 3, 4, 5, 6] and all(r["loss"] < 90 for r in records if "loss" in r)
     assert [r["val_bits_per_token"] for r in records if "val_bits_per_token" in r] == [
         pytest.approx(result.val_bits_per_token)]
     assert json.loads((tmp_path / "checkpoints" / "latest.json").read_text())["step"] == 6

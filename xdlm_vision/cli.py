@@ -79,11 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_with_trailing_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parse_args``, except that KEY=VALUE overrides may also follow the flags
+    (``train fashion --out runs/f training.steps=10``): argparse fills a ``nargs="*"`` positional
+    only once, so overrides after a flag come back unrecognised; they join ``args.overrides`` in
+    order. Anything else left over is the usual one-line error."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        takes = isinstance(getattr(args, "overrides", None), list)
+        stray = [a for a in extra if not takes or a.startswith("-") or "=" not in a]
+        if stray:
+            prog = f"xdlm-vision {args.command}" if getattr(args, "command", None) else parser.prog
+            raise FlagError(f"{prog}: unrecognized arguments: {' '.join(stray)} (see {prog} --help)")
+        args.overrides.extend(extra)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     threads.prepare_environment()  # OMP_WAIT_POLICY=PASSIVE, before the commands import torch
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse_with_trailing_overrides(parser, argv)
     except FlagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

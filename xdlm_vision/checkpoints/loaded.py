@@ -123,7 +123,7 @@ def load_checkpoint(
         cfg, data = _config_and_data(record, path, flag)
         return _loaded(om.model, cfg, data, record, Path(path), ema, device, k, int(record.get("step", 0)))
     ckpt = resolve_checkpoint_dir(path, flag)
-    record = read_checkpoint_config(ckpt, flag)
+    record = anchor_tokenizer_paths(read_checkpoint_config(ckpt, flag), ckpt)
     cfg, data = _config_and_data(record, ckpt, flag)
     step = verify_checkpoint(ckpt, record, flag=flag, weights=("ema.safetensors" if ema else "model.safetensors",))
     weights = ckpt / ("ema.safetensors" if ema else "model.safetensors")
@@ -133,6 +133,28 @@ def load_checkpoint(
     model = build_model(cfg, data)
     load_weights(model, weights, flag)
     return _loaded(model, cfg, data, record, ckpt, ema, device, k, step)
+
+
+def anchor_tokenizer_paths(record: dict, ckpt: Path) -> dict:
+    """A tokenizer weights path recorded relative (a packaged checkpoint ships its VQ weights
+    beside config.json) is read relative to the checkpoint directory; absolute paths are kept."""
+
+    def anchor(spec):
+        if not isinstance(spec, dict):
+            return spec
+        spec = {key: anchor(value) if key == "inner" else value for key, value in spec.items()}
+        key = {"llamagen": "checkpoint", "diffusers": "path"}.get(spec.get("kind"))  # VQ weights files only
+        value = spec.get(key) if key else None
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            spec[key] = str((ckpt / value).resolve())
+        return spec
+
+    record = dict(record)
+    if "tokenizer" in record:
+        record["tokenizer"] = anchor(record["tokenizer"])
+    if isinstance(record.get("data"), dict) and "tokenizer_spec" in record["data"]:
+        record["data"] = {**record["data"], "tokenizer_spec": anchor(record["data"]["tokenizer_spec"])}
+    return record
 
 
 def _config_and_data(record: dict, where: str | Path, flag: str) -> tuple[Config, DataMeta]:

@@ -9,9 +9,11 @@ name          directory                       what it is
 ============  ==============================  ===================================================
 digits        ``assets/digits_default``       DiT-digits, k = 0.1 (XDLM), 800 steps — the default
 digits-mdlm   ``assets/digits_mdlm``          the same recipe with k = 0 (MDLM), for comparisons
+fashion       ``assets/fashion``              Fashion-MNIST over 8x8 VQ codes (k = 0.1, DiT depth 6,
+                                              float16 weights) with its VQ tokenizer beside it
 ============  ==============================  ===================================================
 
-How they were trained is in docs/sampling.md.
+How they were trained is in docs/sampling.md (digits) and docs/fashion.md (fashion).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ PREFIX = "packaged:"
 PACKAGED = {  # short name -> directory under xdlm_vision/assets/
     "digits": ASSETS / "digits_default",
     "digits-mdlm": ASSETS / "digits_mdlm",
+    "fashion": ASSETS / "fashion",
 }
 DEFAULT = "digits"  # what a missing --checkpoint means
 

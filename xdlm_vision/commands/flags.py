@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import math
 
+from xdlm_vision.checkpoints.packaged import PACKAGED
 from xdlm_vision.errors import UserError
 from xdlm_vision.io import output_path_problem
 from xdlm_vision.sampling.generate import SAMPLER_CHOICES
@@ -101,15 +102,18 @@ def add_class(p: argparse.ArgumentParser, default: str | None, what: str) -> Non
                         f"over --num, or 'random' (from each image's seed); {what}")
 
 
+_PACKAGED_NAMES = ", ".join(PACKAGED)
+
+
 def add_checkpoint(p: argparse.ArgumentParser, required: bool = True) -> None:
     if required:
         p.add_argument("--checkpoint", required=True, metavar="DIR", type=IN_PATH,
                        help="checkpoint step directory, run directory (its newest checkpoint), "
-                            "packaged:NAME (digits, digits-mdlm) or an official XDLM file (docs/official.md)")
+                            f"packaged:NAME ({_PACKAGED_NAMES}) or an official XDLM file (docs/official.md)")
     else:
         p.add_argument("--checkpoint", default=None, metavar="DIR", type=IN_PATH,
                        help="checkpoint step directory, run directory (its newest checkpoint), "
-                            "packaged:NAME (digits, digits-mdlm) or an official XDLM file "
+                            f"packaged:NAME ({_PACKAGED_NAMES}) or an official XDLM file "
                             "(docs/official.md) (default: packaged:digits)")
 
 

@@ -22,9 +22,9 @@ from xdlm_vision.core.chunking import mkl_single_threaded, plan_rows, run_row_ch
 from xdlm_vision.core.process import TokenSpace, _draw_from_pi
 from xdlm_vision.core.rng import RandomSource
 
-# The chunks alive at once (one per CPU worker; each holds a float32 copy of its rows, their
-# exponentials and a float64 CDF: four float32-sized (r, N) blocks) stay within this fraction of
-# the logits, so a sampler step's extra memory is a few percent of the logits.
+# The chunks alive at once (one per CPU worker; each holds a float32 copy of its rows, exponentiated
+# in place, then a float64 CDF: 12 bytes per element at the peak) stay within this fraction of the
+# logits, so a sampler step's extra memory is a few percent of the logits.
 _MEMORY_FRACTION = 1 / 64
 
 
@@ -87,9 +87,12 @@ def categorical_rows(logits2d: torch.Tensor, rows: torch.Tensor, u: torch.Tensor
     n = logits2d.shape[-1]
 
     def chunk(lo, hi):
-        block = logits2d[rows[lo:hi]].float()  # (r, N)
-        p = torch.sub(block, block.amax(-1, keepdim=True)).exp_()  # (r, N) unnormalised
-        cdf = torch.cumsum(p, dim=-1, dtype=torch.float64)  # (r, N)
+        block = logits2d[rows[lo:hi]]  # (r, N) a copy (advanced indexing), so it may be overwritten
+        p = block.float() if block.dtype != torch.float32 else block  # (r, N)
+        p = p.sub_(p.amax(-1, keepdim=True)).exp_()  # (r, N) unnormalised, in place
+        cdf = torch.empty(p.shape, dtype=torch.float64, device=p.device).copy_(p)  # (r, N) exact widening
+        del block, p
+        cdf = cdf.cumsum_(-1)  # (r, N) in place: cumsum(..., dtype=float64) would add a float64 copy
         target = u[lo:hi, None] * cdf[:, -1:]  # (r, 1)
         out[lo:hi] = torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_max(n - 1)
 

@@ -179,7 +179,8 @@ def train(
         pin_memory=accel.device.type == "cuda", persistent_workers=False,
     )
     val_set = _limit_val(data.val, cfg.data.max_val_samples)
-    logger = MetricsLogger(out, enabled=is_main, tensorboard=tcfg.tensorboard, after_step=start if resume else None)
+    # a fresh start drops what a run killed before its first checkpoint left in metrics.jsonl
+    logger = MetricsLogger(out, enabled=is_main, tensorboard=tcfg.tensorboard, after_step=start)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         logger.text(
