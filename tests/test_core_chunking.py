@@ -174,3 +174,42 @@ def test_threaded_sampler_step_matches_one_thread():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(draws[0].z_s, draws[1].z_s) and torch.equal(draws[0].component, draws[1].component)
+
+
+def test_single_threaded_ops_keep_the_callers_workers_and_restore_its_threads(monkeypatch):
+    """Inside the scope this thread runs ops on one thread while row chunks still get the caller's workers."""
+    from xdlm_vision.core import chunking
+
+    threads = torch.get_num_threads()
+    seen = {}
+    try:
+        torch.set_num_threads(2)
+        with chunking.single_threaded_ops():
+            seen["inside"] = torch.get_num_threads()
+            seen["workers"] = plan_rows(4096, 2000, "cpu").workers
+            with chunking.single_threaded_ops():  # nested: still the outer count
+                seen["nested"] = plan_rows(4096, 2000, "cpu").workers
+        seen["after"] = torch.get_num_threads()
+        seen["plain"] = plan_rows(4096, 2000, "cpu").workers
+
+        calls = []
+        real = torch.set_num_threads
+        monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+        monkeypatch.setattr(chunking, "_openmp_backend", lambda: False)  # the native backend: leave threads alone
+        with chunking.single_threaded_ops():
+            seen["native"] = torch.get_num_threads()
+        assert calls == []
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == {"inside": 1, "workers": 2, "nested": 2, "after": 2, "plain": 2, "native": 2}
+
+
+def test_sampler_step_leaves_the_callers_thread_count():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        posterior_step(torch.randn(2, 50, 300), torch.full((2, 50), 300), 0.5, 0.75, TokenSpace(300, 0.1),
+                       torch.Generator().manual_seed(0))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -108,7 +108,8 @@ def plan_rows(
 
 
 def _cpu_workers(threads: int | None, policy: ChunkPolicy) -> int:
-    threads = torch.get_num_threads() if threads is None else threads
+    if threads is None:  # inside single_threaded_ops the caller's own count is the one to use
+        threads = getattr(_caller, "threads", None) or torch.get_num_threads()
     return max(1, min(int(threads), policy.cpu_max_workers))
 
 
@@ -144,6 +145,43 @@ def mkl_single_threaded():
         yield
     finally:
         set_local(previous)
+
+
+@functools.lru_cache(maxsize=1)
+def _openmp_backend() -> bool:
+    """torch's intra-op backend is OpenMP (the Linux and Windows wheels): its team size is a
+    per-thread setting, cheap to change. The native backend refuses changes after the first
+    parallel op (with a warning), so there the ops keep their threads."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+_caller = threading.local()  # .threads: the calling thread's torch thread count inside single_threaded_ops
+
+
+@contextlib.contextmanager
+def single_threaded_ops():
+    """The calling thread runs torch ops (and MKL) single-threaded inside this block; the row
+    chunks of :func:`run_row_chunks` still go to as many workers as the caller had threads.
+
+    For the sampler step's per-position arithmetic (indexing, comparisons, index_put over B * L
+    elements): split over an OpenMP team, each such op waited for every team member, and on a
+    shared CPU a descheduled member made a 20 us op take milliseconds (docs/benchmarks.md). Alone
+    in one thread the same ops cost the same idle and do not wait for anyone under load. No-op on
+    a caller that already runs one thread; nested use keeps the outer count.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1 or getattr(_caller, "threads", None) or not _openmp_backend():
+        with mkl_single_threaded():
+            yield
+        return
+    _caller.threads = threads
+    torch.set_num_threads(1)
+    try:
+        with mkl_single_threaded():
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        _caller.threads = None
 
 
 # --- the CPU runner --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from xdlm_vision.core.chunking import mkl_single_threaded, plan_rows, run_row_chunks
+from xdlm_vision.core.chunking import plan_rows, run_row_chunks, single_threaded_ops
 from xdlm_vision.core.process import TokenSpace, _draw_from_pi
 from xdlm_vision.core.rng import RandomSource
 
@@ -100,7 +100,7 @@ def categorical_rows(logits2d: torch.Tensor, rows: torch.Tensor, u: torch.Tensor
     return out
 
 
-@mkl_single_threaded()  # per-position arithmetic; the vocabulary work runs in run_row_chunks
+@single_threaded_ops()  # per-position arithmetic in this thread; the vocabulary work runs in run_row_chunks
 def posterior_step(
     logits: torch.Tensor,
     z_t: torch.Tensor,
