@@ -21,11 +21,13 @@ def test_packaged_checkpoint_is_small_and_sampling_only():
 
 
 def test_every_packaged_checkpoint_ships():
-    assert packaged_names() == list(PACKAGED)  # digits, digits-mdlm: all files present
+    assert packaged_names() == list(PACKAGED)  # digits, digits-mdlm, fashion: all files present
+    vq = ["tokenizer.json", "tokenizer.safetensors"]  # a VQ model carries its tokenizer
     for name in PACKAGED:
         root = PACKAGED[name]
-        assert sorted(p.name for p in root.iterdir()) == ["config.json", "ema.safetensors"]
-        assert sum(p.stat().st_size for p in root.iterdir()) < 6 * 2**20
+        extra = vq if name == "fashion" else []
+        assert sorted(p.name for p in root.iterdir()) == ["config.json", "ema.safetensors", *extra]
+        assert sum(p.stat().st_size for p in root.iterdir()) < (12e6 if extra else 6 * 2**20)
 
 
 def test_mdlm_checkpoint_differs_from_the_default_only_in_k():
