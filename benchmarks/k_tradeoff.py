@@ -161,6 +161,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="compute nothing; report what is on disk")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for the report
     if args.preset not in PRESETS:
         why = NOT_YET.get(args.preset, f"unknown preset; supported: {sorted(PRESETS)}")
         p.error(f"preset {args.preset!r} is not supported by the k study yet: {why}")
@@ -340,8 +341,8 @@ def summarise(args, models: dict, cells: dict) -> dict:
     return out
 
 
-def _fmt(value: float, err: float) -> str:
-    return f"{value:.2f}" if math.isnan(err) else f"{value:.2f} ± {err:.2f}"
+def _fmt(value: float, err: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if math.isnan(err) else f"{value:.{digits}f} ± {err:.{digits}f}"
 
 
 def floor_sentence(floor: dict | None) -> str:
@@ -391,8 +392,7 @@ def write_report(args, root: Path, models: dict, cells: dict, floor: dict | None
     spent = sum(m["train_seconds"] + m["nelbo_seconds"] for m in models.values()) + sum(
         c["seconds"] for c in cells.values())
     lines = [f"# k study: {args.preset}", "",
-             (f"`python benchmarks/k_tradeoff.py {args.preset} --seeds {args.seeds} --train-steps {args.train_steps} "
-             f"--num {args.num}" + "".join(f" --set {v}" for v in args.set) + f"` — ks {', '.join(f'{k:g}' for k in args.ks)}; {args.seeds} training seed(s) per k; "
+             (f"`python benchmarks/k_tradeoff.py {' '.join(args.argv)}` — ks {', '.join(f'{k:g}' for k in args.ks)}; {args.seeds} training seed(s) per k; "
              f"{args.num} class-balanced samples per cell; compute on disk {spent / 60:.1f} min (this call "
              f"{wall / 60:.1f} min)."), "",
              "FID = Fréchet distance of the preset classifier's features, samples vs the validation split; "
@@ -404,7 +404,7 @@ def write_report(args, root: Path, models: dict, cells: dict, floor: dict | None
     lines += ["## Validation NELBO (bits/token)", "", "| k | seeds | mean ± s.e. over seeds | Monte-Carlo s.e. |",
               "|---|---|---|---|"]
     for k, n in summary["nelbo"].items():
-        lines.append(f"| {k} | {n['seeds']} | {_fmt(n['mean'], n['se_seeds'])} | {n['se_mc']:.4f} |")
+        lines.append(f"| {k} | {n['seeds']} | {_fmt(n['mean'], n['se_seeds'], 4)} | {n['se_mc']:.4f} |")
     lines += ["", "## Cells", "", "| k | sampler | CFG | steps | seeds | FID | bootstrap | agreement |",
               "|---|---|---|---|---|---|---|---|"]
     for c in summary["cells"]:
@@ -451,8 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.out) / args.preset
     check_settings(args, root)
     model_plan, cell_plan = plan(args)
-    judge = PRESETS[args.preset].judge(load_config(PRESETS[args.preset].config, args.set))
-    ref = gaussian_stats(judge.reference())
+    judge = ref = None  # --report-only reads everything from disk: no classifier, no tokenizer
+    if not args.report_only:
+        judge = PRESETS[args.preset].judge(load_config(PRESETS[args.preset].config, args.set))
+        ref = gaussian_stats(judge.reference())
     floor = real_floor(args, judge, ref, root, budget)
     models, cells, missing, new = {}, {}, [], 0
     for k, seed in model_plan:
