@@ -55,6 +55,7 @@ def package(checkpoint: str, out: Path, fp16: bool) -> Path:
             shutil.copyfile(arch, out / "tokenizer.json")
         spec = {**spec, "checkpoint": "tokenizer.safetensors", "sha256": sha256_file(out / "tokenizer.safetensors")}
         record["tokenizer"] = spec
+        record["config"]["tokenizer"]["path"] = "tokenizer.safetensors"  # not the training machine's path
         if isinstance(record.get("data"), dict) and record["data"].get("tokenizer_spec"):
             record["data"] = {**record["data"], "tokenizer_spec": spec}
     (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -103,6 +103,7 @@ def test_packaged_copy_carries_its_tokenizer_and_samples_anywhere(run_dir, tmp_p
     assert pc.main([str(out), "--out", str(packaged), "--fp16"]) == 0
     record = json.loads((packaged / "config.json").read_text())
     assert record["tokenizer"]["checkpoint"] == "tokenizer.safetensors"
+    assert record["config"]["tokenizer"]["path"] == "tokenizer.safetensors"  # no path of the training machine
     assert sorted(p.name for p in packaged.iterdir()) == ["config.json", "ema.safetensors", "tokenizer.json",
                                                           "tokenizer.safetensors"]
     moved = tmp_path / "elsewhere" / "fashion"
@@ -112,6 +113,7 @@ def test_packaged_copy_carries_its_tokenizer_and_samples_anywhere(run_dir, tmp_p
     a = sampling.load_for_sampling(out, device="cpu")
     b = sampling.load_for_sampling(moved, device="cpu")
     assert b.tokenizer_spec["checkpoint"] == str((moved / "tokenizer.safetensors").resolve())
+    assert b.config.tokenizer.path == str((moved / "tokenizer.safetensors").resolve())
     assert next(b.model.parameters()).dtype == torch.float32  # fp16 on disk, float32 in memory
     ta = sampling.generate(a, [7, 9], sampling.sample_seeds(0, 2), opts)
     tb = sampling.generate(b, [7, 9], sampling.sample_seeds(0, 2), opts)

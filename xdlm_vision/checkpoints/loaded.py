@@ -137,16 +137,21 @@ def load_checkpoint(
 
 def anchor_tokenizer_paths(record: dict, ckpt: Path) -> dict:
     """A tokenizer weights path recorded relative (a packaged checkpoint ships its VQ weights
-    beside config.json) is read relative to the checkpoint directory; absolute paths are kept."""
+    beside config.json) is read relative to the checkpoint directory; absolute paths are kept.
+    Covers the tokenizer specs and the config's ``tokenizer.path`` (of VQ tokenizers only)."""
 
-    def anchor(spec):
+    def anchored(value):
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str((ckpt / value).resolve())
+        return value
+
+    def anchor(spec, key_of=(("llamagen", "checkpoint"), ("diffusers", "path"))):
         if not isinstance(spec, dict):
             return spec
         spec = {key: anchor(value) if key == "inner" else value for key, value in spec.items()}
-        key = {"llamagen": "checkpoint", "diffusers": "path"}.get(spec.get("kind"))  # VQ weights files only
-        value = spec.get(key) if key else None
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            spec[key] = str((ckpt / value).resolve())
+        key = dict(key_of).get(spec.get("kind"))  # VQ weights files only
+        if key:
+            spec[key] = anchored(spec.get(key))
         return spec
 
     record = dict(record)
@@ -154,6 +159,10 @@ def anchor_tokenizer_paths(record: dict, ckpt: Path) -> dict:
         record["tokenizer"] = anchor(record["tokenizer"])
     if isinstance(record.get("data"), dict) and "tokenizer_spec" in record["data"]:
         record["data"] = {**record["data"], "tokenizer_spec": anchor(record["data"]["tokenizer_spec"])}
+    if isinstance(record.get("config"), dict) and isinstance(record["config"].get("tokenizer"), dict):
+        tok = record["config"]["tokenizer"]
+        record["config"] = {**record["config"],
+                            "tokenizer": anchor(tok, key_of=(("llamagen", "path"), ("diffusers", "path")))}
     return record
 
 
