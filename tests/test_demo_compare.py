@@ -116,3 +116,21 @@ def test_demo_command_offers_several_checkpoints(models, monkeypatch):
     root = Path(models.sources["run_a"]).parent
     assert main(["demo", "--checkpoint", str(root / "run_a"), "--checkpoint", "packaged:digits"]) == 0
     assert seen["checkpoints"] == [str(root / "run_a"), "packaged:digits"]
+
+
+def test_model_dropdowns_refill_their_class_lists_off_the_api(models):
+    """Every model dropdown (sample tab, compare model A, edit tab) refills its own class dropdown,
+    and those UI-only events are not API endpoints (gradio 6 read api_name=False as "/false")."""
+    from xdlm_vision.demo.app import class_picker
+
+    site = build_site(models)
+    elem = {b._id: getattr(b, "elem_id", None) for b in site.blocks.values()}
+    wiring = {elem[t[0]]: [elem[o._id] for o in fn.outputs] for fn in site.fns.values()
+              for t in fn.targets if t[1] == "change"}
+    assert wiring == {"model": ["class"], "compare-a": ["compare-class"], "edit-model": ["edit-class"]}
+    names = [fn.api_name for fn in site.fns.values()]
+    assert not any(str(n).startswith("false") for n in names), names
+    assert {"generate", "compare", "compare_scrub", "edit"} <= set(names)
+    if "fashion" in packaged_names():
+        update = class_picker(models)("fashion")  # the fashion classes once a fashion model is picked
+        assert update["choices"][0] == ("0: T-shirt/top", 0) and update["value"] == 0

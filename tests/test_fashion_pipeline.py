@@ -121,6 +121,50 @@ def test_packaged_copy_carries_its_tokenizer_and_samples_anywhere(run_dir, tmp_p
     assert b.tokenizer.decode(tb).shape == (2, 1, 32, 32)
 
 
+
+def test_packaged_twin_refers_to_its_siblings_tokenizer(run_dir, tmp_path):
+    """--tokenizer-from: a twin over the same tokenizer records the sibling's copy by a relative path
+    (no second copy), still loads after both folders move together, and a foreign tokenizer is refused."""
+    import importlib.util
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from xdlm_vision import sampling
+
+    out, _ = run_dir
+    script = Path(__file__).resolve().parents[1] / "scripts" / "package_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("package_checkpoint", script)
+    pc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pc)
+    assets = tmp_path / "assets"
+    assert pc.main([str(out), "--out", str(assets / "fashion"), "--fp16"]) == 0
+    assert pc.main([str(out), "--out", str(assets / "fashion_mdlm"), "--fp16", "--tokenizer-from",
+                    str(assets / "fashion")]) == 0
+    twin = assets / "fashion_mdlm"
+    assert sorted(p.name for p in twin.iterdir()) == ["config.json", "ema.safetensors"]
+    record = json.loads((twin / "config.json").read_text())
+    assert record["tokenizer"]["checkpoint"] == "../fashion/tokenizer.safetensors"
+    assert record["config"]["tokenizer"]["path"] == "../fashion/tokenizer.safetensors"
+    moved = tmp_path / "site-packages" / "assets"
+    shutil.copytree(assets, moved)
+    shutil.rmtree(assets)
+    sm = sampling.load_for_sampling(moved / "fashion_mdlm", device="cpu")
+    assert sm.tokenizer_spec["checkpoint"] == str((moved / "fashion" / "tokenizer.safetensors").resolve())
+    tokens = sampling.generate(sm, [1], sampling.sample_seeds(0, 1), sampling.SamplingOptions(steps=2))
+    assert sm.tokenizer.decode(tokens).shape == (1, 1, 32, 32)
+    other = tmp_path / "other"
+    other.mkdir()
+    weights = load_file(str(moved / "fashion" / "tokenizer.safetensors"))
+    name = min(weights)
+    weights[name] = weights[name] + 1
+    save_file(weights, str(other / "tokenizer.safetensors"))
+    with pytest.raises(SystemExit, match="not the one"):
+        pc.main([str(out), "--out", str(tmp_path / "bad"), "--tokenizer-from", str(other)])
+    with pytest.raises(SystemExit, match="no tokenizer.safetensors"):
+        pc.main([str(out), "--out", str(tmp_path / "bad2"), "--tokenizer-from", str(tmp_path)])
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad2").exists()  # nothing half-written
+
 def test_trajectory_frames_paint_masked_cells_grey(run_dir):
     from xdlm_vision import sampling
     from xdlm_vision.viz.render import decode_state

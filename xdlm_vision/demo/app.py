@@ -232,6 +232,19 @@ def step_widgets(state_label: str, final_label: str, prefix: str = ""):
     return state, overlay, plot, caption, final
 
 
+def private_event() -> dict:
+    """Keyword arguments that keep a UI-only event (e.g. a model dropdown refilling the class list)
+    off the server's API. Gradio 6 replaced ``api_name=False`` by ``api_visibility`` and reads
+    ``False`` as the endpoint name "false"."""
+    import inspect
+
+    import gradio as gr
+
+    if "api_visibility" in inspect.signature(gr.Dropdown.change).parameters:
+        return {"api_visibility": "private"}
+    return {"api_name": False}
+
+
 def class_picker(models):
     """Event handler for a model dropdown: the picked model's classes for the class dropdown."""
     import gradio as gr
@@ -306,7 +319,7 @@ def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[C
                                                                         "final grid")
             button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num, model],
                          outputs=[state, overlay, plot, caption, final], api_name="generate")
-            model.change(pick, inputs=[model], outputs=[label], api_name=False)
+            model.change(pick, inputs=[model], outputs=[label], **private_event())
         for tab in tabs:
             tab(models)
     demo.queue(default_concurrency_limit=1, max_size=16)

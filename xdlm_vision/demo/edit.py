@@ -18,6 +18,7 @@ from xdlm_vision.demo.app import (
     DemoFrame,
     DemoSampler,
     class_picker,
+    private_event,
     shown_steps,
     step_widgets,
     validate_request,
@@ -187,7 +188,7 @@ def add_edit_tab(models) -> None:
         example.click(make_example, inputs=[label, seed, model], outputs=[editor], api_name="edit_example")
         button.click(run, inputs=[editor, label, strength, steps, cfg, seed, border, num, model],
                      outputs=[state, overlay, plot, caption, final], api_name="edit")
-        model.change(pick, inputs=[model], outputs=[label], api_name=False)
+        model.change(pick, inputs=[model], outputs=[label], **private_event())
 
 
 __all__ = ["EDITOR_SIDE", "EditSession", "add_edit_tab", "editor_inputs"]
