@@ -86,19 +86,26 @@ def test_sample_by_class_name_with_trajectory(run_dir, tmp_path, capsys):
     assert "names no class" in capsys.readouterr().err
 
 
+def package_script():
+    """scripts/package_checkpoint.py as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "package_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("package_checkpoint", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_packaged_copy_carries_its_tokenizer_and_samples_anywhere(run_dir, tmp_path):
     """scripts/package_checkpoint.py: fp16 EMA + the VQ weights beside config.json, recorded by a
     relative path, so the folder samples the same images after the run (and its tokenizer) are gone."""
-    import importlib.util
     import shutil
 
     from xdlm_vision import sampling
 
     out, _ = run_dir
-    script = Path(__file__).resolve().parents[1] / "scripts" / "package_checkpoint.py"
-    spec = importlib.util.spec_from_file_location("package_checkpoint", script)
-    pc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pc)
+    pc = package_script()
     packaged = tmp_path / "pkg"
     assert pc.main([str(out), "--out", str(packaged), "--fp16"]) == 0
     record = json.loads((packaged / "config.json").read_text())
@@ -125,7 +132,6 @@ def test_packaged_copy_carries_its_tokenizer_and_samples_anywhere(run_dir, tmp_p
 def test_packaged_twin_refers_to_its_siblings_tokenizer(run_dir, tmp_path):
     """--tokenizer-from: a twin over the same tokenizer records the sibling's copy by a relative path
     (no second copy), still loads after both folders move together, and a foreign tokenizer is refused."""
-    import importlib.util
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -133,10 +139,7 @@ def test_packaged_twin_refers_to_its_siblings_tokenizer(run_dir, tmp_path):
     from xdlm_vision import sampling
 
     out, _ = run_dir
-    script = Path(__file__).resolve().parents[1] / "scripts" / "package_checkpoint.py"
-    spec = importlib.util.spec_from_file_location("package_checkpoint", script)
-    pc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pc)
+    pc = package_script()
     assets = tmp_path / "assets"
     assert pc.main([str(out), "--out", str(assets / "fashion"), "--fp16"]) == 0
     assert pc.main([str(out), "--out", str(assets / "fashion_mdlm"), "--fp16", "--tokenizer-from",
