@@ -338,7 +338,38 @@ def summarise(args, models: dict, cells: dict) -> dict:
             out["cells"].append({"k": k, "sampler": sampler, "cfg": cfg, "steps": steps, "seeds": len(got),
                                  "fid": fid, "fid_se": fid_se, "fid_lo": min(c["fid_lo"] for c in got),
                                  "fid_hi": max(c["fid_hi"] for c in got), "agreement": agr, "agreement_se": agr_se})
+    out["paired"] = paired_differences(args, models, cells, cell_plan)
     return out
+
+
+def paired_differences(args, models: dict, cells: dict, cell_plan: list) -> list[dict]:
+    """Each k minus k = 0 for the same training seed (seeds where both exist): NELBO, FID and agreement,
+    mean ± s.e. over those seeds, and how many seeds favour k (lower NELBO/FID). Pairing by seed
+    removes what the seeds share (data order, initialisation), so these errors are the ones a
+    verdict "k beats MDLM" should rest on. Empty when k = 0 is not part of the study."""
+    if 0 not in args.ks:
+        return []
+    rows = []
+    for k in (k for k in args.ks if k != 0):
+        seeds = [s for s in range(args.seeds) if (k, s) in models and (0, s) in models]
+        if seeds:
+            d = [models[(k, s)]["nelbo_bits"] - models[(0, s)]["nelbo_bits"] for s in seeds]
+            m, se = mean_se(d)
+            rows.append({"k": k, "what": "nelbo", "seeds": len(d), "delta": m, "delta_se": se,
+                         "favour_k": sum(x < 0 for x in d)})
+        for sampler, cfg, steps in cell_plan:
+            key = cell_key(sampler, cfg, steps)
+            both = [(cells[(k, s, key)], cells[(0, s, key)]) for s in range(args.seeds)
+                    if (k, s, key) in cells and (0, s, key) in cells]
+            if not both:
+                continue
+            d_fid = [a["fid"] - b["fid"] for a, b in both]
+            d_agr = [a["agreement"] - b["agreement"] for a, b in both]
+            (m, se), (ma, sea) = mean_se(d_fid), mean_se(d_agr)
+            rows.append({"k": k, "what": "cell", "sampler": sampler, "cfg": cfg, "steps": steps, "seeds": len(both),
+                         "delta": m, "delta_se": se, "favour_k": sum(x < 0 for x in d_fid),
+                         "delta_agreement": ma, "delta_agreement_se": sea})
+    return rows
 
 
 def _fmt(value: float, err: float, digits: int = 2) -> str:
@@ -411,6 +442,19 @@ def write_report(args, root: Path, models: dict, cells: dict, floor: dict | None
         lines.append(f"| {c['k']:g} | {c['sampler']} | {c['cfg']:g} | {c['steps']} | {c['seeds']} | "
                      f"{_fmt(c['fid'], c['fid_se'])} | [{c['fid_lo']:.2f}, {c['fid_hi']:.2f}] | "
                      f"{_fmt(c['agreement'], c['agreement_se'])} |")
+    if summary["paired"]:
+        lines += ["", "## Paired differences: k minus k = 0, same training seed", "",
+                  "Mean ± s.e. over the seeds that both have; 'favour k' = seeds where k has the lower value.", "",
+                  "| k | what | sampler | CFG | steps | seeds | Δ (k − 0) | favour k | Δ agreement |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in summary["paired"]:
+            if r["what"] == "nelbo":
+                lines.append(f"| {r['k']:g} | NELBO (bits/token) | | | | {r['seeds']} | "
+                             f"{_fmt(r['delta'], r['delta_se'], 4)} | {r['favour_k']}/{r['seeds']} | |")
+            else:
+                lines.append(f"| {r['k']:g} | FID | {r['sampler']} | {r['cfg']:g} | {r['steps']} | {r['seeds']} | "
+                             f"{_fmt(r['delta'], r['delta_se'])} | {r['favour_k']}/{r['seeds']} | "
+                             f"{_fmt(r['delta_agreement'], r['delta_agreement_se'], 3)} |")
     if plotted:
         lines += ["", "![FID vs steps](fid_vs_steps.png)"]
     path = root / "report.md"

@@ -146,6 +146,14 @@ def screenshot(browser, session, path, keep_env: str):
     assert colours is not None and len(colours) > 50  # a rendered page, not a blank screen
 
 
+def open_tab(browser, session, title: str, ready: str) -> None:
+    """Click the tab button titled ``title`` and wait until the element ``ready`` (a CSS selector) exists."""
+    tab_js = f"[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === '{title}')"
+    wait_for(lambda: browser.evaluate(session, f"!!({tab_js})"), 90, f"the {title.lower()} tab button")
+    browser.evaluate(session, f"({tab_js}).click()")
+    wait_for(lambda: browser.evaluate(session, f"!!document.querySelector('{ready}')"), 30, f"the {title.lower()} tab")
+
+
 def test_one_generation_in_headless_chromium(tmp_path):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from xdlm_vision.demo import DemoSampler, build_demo
@@ -168,10 +176,7 @@ def test_compare_tab_in_headless_chromium(tmp_path):
 
     models = DemoModels.build([], device="cpu")
     with served_page(build_site(models), tmp_path) as (browser, session):
-        tab_js = "[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === 'Compare')"
-        wait_for(lambda: browser.evaluate(session, f"!!({tab_js})"), 90, "the compare tab button")
-        browser.evaluate(session, f"({tab_js}).click()")
-        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#compare-run')"), 30, "the compare tab")
+        open_tab(browser, session, "Compare", "#compare-run")
         browser.evaluate(session, "document.querySelector('#compare-run').click()")
         caption_js = "(document.querySelector('#compare-caption textarea') || {}).value || ''"
         wait_for(lambda: "step 8/8" in browser.evaluate(session, caption_js), 240, "the last step")
@@ -198,10 +203,7 @@ def test_edit_tab_in_headless_chromium(tmp_path):
 
     models = DemoModels.build([], device="cpu")
     with served_page(build_site(models), tmp_path) as (browser, session):
-        tab_js = "[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === 'Edit')"
-        wait_for(lambda: browser.evaluate(session, f"!!({tab_js})"), 90, "the edit tab button")
-        browser.evaluate(session, f"({tab_js}).click()")
-        wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#edit-example')"), 30, "the edit tab")
+        open_tab(browser, session, "Edit", "#edit-example")
         browser.evaluate(session, "document.querySelector('#edit-example').click()")
         # the example lands in the editor's canvas
         wait_for(lambda: browser.evaluate(session, "!!document.querySelector('#edit-editor canvas')"), 120,

@@ -50,6 +50,8 @@ def test_study_resumes_per_model_and_per_cell(tmp_path, capsys):
     assert model["nelbo_bits"] > 0 and model["train_steps"] == 2
     floor = json.loads((root / "floor.json").read_text())["real train split"]
     assert floor["fid_lo"] <= floor["fid"] <= floor["fid_hi"] and floor["num"] > 1000
+    report = (root / "report.md").read_text()
+    assert "## Paired differences" in report and "| 1 | FID | ancestral | 2 | 1 | 1 |" in report
 
     # everything done: a rerun recomputes nothing
     before = mtimes(root)
@@ -71,7 +73,8 @@ def test_study_resumes_per_model_and_per_cell(tmp_path, capsys):
     assert "1 item(s) missing" in capsys.readouterr().out
     report = (root / "report.md").read_text()
     assert "**Missing (1):** model k1_seed0 (+4 cells)" in report
-    assert "| 0 | ancestral | 2 | 1 | 1 |" in report and "Real-vs-real floors (FID against the validation split): real train split (" in report
+    assert "| 0 | ancestral | 2 | 1 | 1 |" in report and "## Paired differences" not in report  # k0 lost its pair
+    assert "Real-vs-real floors (FID against the validation split): real train split (" in report
     assert not (root / "k1_seed0/model.json").exists()
     assert (root / "fid_vs_steps.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
 
@@ -126,3 +129,29 @@ def test_fashion_study_decodes_through_the_given_tokenizer(tmp_path, capsys):
     assert "their tokenizer reconstructions (20)" in report and "--set tokenizer.path=" in report
     with pytest.raises(SystemExit, match="--set tokenizer.path="):
         kt.main(["fashion", "--out", str(tmp_path / "t"), "--set", f"data.path={data_dir}", "--budget-minutes", "0"])
+
+
+def test_paired_differences_match_a_seed_by_seed_reference():
+    """k minus k = 0 per training seed, only over seeds both have; 'favour k' counts lower values."""
+    import math
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    args = SimpleNamespace(ks=[0, 0.1], seeds=3)
+    models = {(0, s): {"nelbo_bits": 6.0 + 0.1 * s} for s in range(3)}
+    models |= {(0.1, 0): {"nelbo_bits": 6.5}, (0.1, 2): {"nelbo_bits": 6.1}}  # seed 1 of k = 0.1 missing
+    key = kt.cell_key("ancestral", 1.0, 2)
+    fid0, fid1 = [30.0, 28.0, 29.0], {0: 27.0, 2: 29.5}
+    cells = {(0, s, key): {"fid": fid0[s], "agreement": 0.8} for s in range(3)}
+    cells |= {(0.1, s, key): {"fid": f, "agreement": 0.85} for s, f in fid1.items()}
+    rows = kt.paired_differences(args, models, cells, [("ancestral", 1.0, 2), ("confidence", 0.0, 2)])
+    nelbo, cell = rows  # no row for the confidence cell nobody ran
+    d = np.array([6.5 - 6.0, 6.1 - 6.2])
+    assert nelbo["seeds"] == 2 and math.isclose(nelbo["delta"], d.mean())
+    assert math.isclose(nelbo["delta_se"], d.std(ddof=1) / math.sqrt(2)) and nelbo["favour_k"] == 1
+    d = np.array([27.0 - 30.0, 29.5 - 29.0])
+    assert (cell["sampler"], cell["cfg"], cell["steps"], cell["seeds"]) == ("ancestral", 1.0, 2, 2)
+    assert math.isclose(cell["delta"], d.mean()) and cell["favour_k"] == 1
+    assert math.isclose(cell["delta_agreement"], 0.05) and math.isclose(cell["delta_agreement_se"], 0.0, abs_tol=1e-12)
+    assert kt.paired_differences(SimpleNamespace(ks=[0.1, 1], seeds=3), models, cells, []) == []  # no k = 0
