@@ -409,6 +409,25 @@ def write_plot(args, summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def wide_table(args, summary: dict) -> list[str]:
+    """One row per (sampler, CFG, steps), one column per k: FID ± s.e. over seeds and the agreement."""
+    by = {(c["sampler"], c["cfg"], c["steps"], c["k"]): c for c in summary["cells"]}
+    keys = sorted({(c["sampler"], c["cfg"], c["steps"]) for c in summary["cells"]},
+                  key=lambda t: (args.samplers.index(t[0]), t[1], t[2]))
+    if not keys:
+        return []
+    lines = ["", "## FID (agreement) by k", "",
+             "| sampler | CFG | steps | " + " | ".join(f"k = {k:g}" for k in args.ks) + " |",
+             "|---|---|---|" + "---|" * len(args.ks)]
+    for sampler, cfg, steps in keys:
+        cols = []
+        for k in args.ks:
+            c = by.get((sampler, cfg, steps, k))
+            cols.append("" if c is None else f"{_fmt(c['fid'], c['fid_se'])} ({c['agreement']:.2f})")
+        lines.append(f"| {sampler} | {cfg:g} | {steps} | " + " | ".join(cols) + " |")
+    return lines
+
+
 def write_report(args, root: Path, models: dict, cells: dict, floor: dict | None, missing: list[str],
                  wall: float) -> Path:
     summary = summarise(args, models, cells)
@@ -436,6 +455,7 @@ def write_report(args, root: Path, models: dict, cells: dict, floor: dict | None
               "|---|---|---|---|"]
     for k, n in summary["nelbo"].items():
         lines.append(f"| {k} | {n['seeds']} | {_fmt(n['mean'], n['se_seeds'], 4)} | {n['se_mc']:.4f} |")
+    lines += wide_table(args, summary)
     lines += ["", "## Cells", "", "| k | sampler | CFG | steps | seeds | FID | bootstrap | agreement |",
               "|---|---|---|---|---|---|---|---|"]
     for c in summary["cells"]:

@@ -52,6 +52,7 @@ def test_study_resumes_per_model_and_per_cell(tmp_path, capsys):
     assert floor["fid_lo"] <= floor["fid"] <= floor["fid_hi"] and floor["num"] > 1000
     report = (root / "report.md").read_text()
     assert "## Paired differences" in report and "| 1 | FID | ancestral | 2 | 1 | 1 |" in report
+    assert "| sampler | CFG | steps | k = 0 | k = 1 |" in report and "| ancestral | 2 | 2 | " in report
 
     # everything done: a rerun recomputes nothing
     before = mtimes(root)
