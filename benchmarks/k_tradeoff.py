@@ -389,19 +389,26 @@ def write_plot(args, summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(s, g) for s in args.samplers for g in args.cfgs]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
-    for ax, (sampler, cfg) in zip(axes[0], panels):
+    # one row per sampler, one column per CFG, one y scale for all: panels compare at a glance
+    rows, cols = len(args.samplers), len(args.cfgs)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    ticks = sorted(args.sample_steps)
+    for (r, sampler), (c, cfg) in ((rs, cg) for rs in enumerate(args.samplers) for cg in enumerate(args.cfgs)):
+        ax = axes[r][c]
         for k in args.ks:
-            rows = sorted((c for c in summary["cells"] if (c["k"], c["sampler"], c["cfg"]) == (k, sampler, cfg)),
-                          key=lambda c: c["steps"])
-            if rows:
-                err = [0.0 if math.isnan(c["fid_se"]) else c["fid_se"] for c in rows]
-                ax.errorbar([c["steps"] for c in rows], [c["fid"] for c in rows], yerr=err, marker="o",
+            rows_k = sorted((x for x in summary["cells"] if (x["k"], x["sampler"], x["cfg"]) == (k, sampler, cfg)),
+                            key=lambda x: x["steps"])
+            if rows_k:
+                err = [0.0 if math.isnan(x["fid_se"]) else x["fid_se"] for x in rows_k]
+                ax.errorbar([x["steps"] for x in rows_k], [x["fid"] for x in rows_k], yerr=err, marker="o",
                             capsize=3, label=f"k = {k:g}")
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
         ax.set_xlabel("sampler steps")
-        ax.set_ylabel("classifier-feature FID (lower is better)")
+        if c == 0:
+            ax.set_ylabel("classifier-feature FID (lower is better)")
         ax.set_title(f"{sampler}, CFG γ = {cfg:g}", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
