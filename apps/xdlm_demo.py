@@ -9,7 +9,7 @@ The app itself lives in :mod:`xdlm_vision.demo` so that the installed ``xdlm-vis
 works without this checkout; this file is the repository's entry point (and ``gradio
 apps/xdlm_demo.py`` reload mode, which looks for the module-level ``demo``, when XDLM_DEMO_RELOAD=1).
 The model picker offers every checkpoint given with ``--checkpoint`` (repeatable) and every
-checkpoint packaged with xdlm-vision (``packaged:digits``, ``packaged:digits-mdlm``).
+checkpoint packaged with xdlm-vision (``packaged:digits``, ``digits-mdlm``, ``fashion``, ``fashion-mdlm``).
 """
 
 from __future__ import annotations

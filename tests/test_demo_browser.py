@@ -3,9 +3,9 @@
 Chromium is driven over the DevTools protocol through ``--remote-debugging-pipe`` (JSON messages
 separated by NUL bytes on file descriptors 3 and 4), so nothing beyond the standard library and
 the Debian ``chromium`` package is needed, and nothing leaves the machine. Set
-``XDLM_SCREENSHOT=path.png`` (sampling tab), ``XDLM_COMPARE_SCREENSHOT=path.png`` (compare tab) and
-``XDLM_EDIT_SCREENSHOT=path.png`` (edit tab)
-to keep the screenshots.
+``XDLM_SCREENSHOT=path.png`` (sampling tab), ``XDLM_COMPARE_SCREENSHOT=path.png`` (compare tab, the
+digits pair), ``XDLM_COMPARE_FASHION_SCREENSHOT=path.png`` (compare tab, the fashion pair) and
+``XDLM_EDIT_SCREENSHOT=path.png`` (edit tab) to keep the screenshots.
 """
 
 from __future__ import annotations
@@ -169,12 +169,16 @@ def test_one_generation_in_headless_chromium(tmp_path):
         screenshot(browser, session, tmp_path / "demo.png", "XDLM_SCREENSHOT")
 
 
-def test_compare_tab_in_headless_chromium(tmp_path):
-    """Open the compare tab, compare the first two packaged models, scrub back to step 3."""
+@pytest.mark.parametrize("given,keep_env", [
+    ([], "XDLM_COMPARE_SCREENSHOT"),  # the first two packaged models: digits vs digits-mdlm
+    (["packaged:fashion-mdlm", "packaged:fashion"], "XDLM_COMPARE_FASHION_SCREENSHOT"),  # real garments, VQ decoded
+])
+def test_compare_tab_in_headless_chromium(tmp_path, given, keep_env):
+    """Open the compare tab, compare the first two models offered, scrub back to step 3."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from xdlm_vision.demo import DemoModels, build_site
 
-    models = DemoModels.build([], device="cpu")
+    models = DemoModels.build(given, device="cpu")
     with served_page(build_site(models), tmp_path) as (browser, session):
         open_tab(browser, session, "Compare", "#compare-run")
         browser.evaluate(session, "document.querySelector('#compare-run').click()")
@@ -193,7 +197,7 @@ def test_compare_tab_in_headless_chromium(tmp_path):
             return true; })()"""
         browser.evaluate(session, scrub_js)
         wait_for(lambda: browser.evaluate(session, caption_js).startswith("step 3/8"), 60, "the scrubbed step")
-        screenshot(browser, session, tmp_path / "compare.png", "XDLM_COMPARE_SCREENSHOT")
+        screenshot(browser, session, tmp_path / "compare.png", keep_env)
 
 
 def test_edit_tab_in_headless_chromium(tmp_path):

@@ -258,20 +258,23 @@ def test_packaged_fashion_classifier_accuracy_on_the_real_test_split():
     assert recorded["test_accuracy"] == pytest.approx(acc, abs=1e-4)  # the JSON tells the truth
 
 
-def test_packaged_fashion_model_draws_the_requested_garments(capsys):
-    """packaged:fashion (fp16 DiT + its VQ tokenizer, <= 12 MB together) works out of the box, by class name."""
+@pytest.mark.parametrize("name", ["fashion", "fashion-mdlm"])
+def test_packaged_fashion_model_draws_the_requested_garments(name, capsys):
+    """packaged:fashion (fp16 DiT + its VQ tokenizer, <= 12 MB together) and its MDLM twin (which
+    decodes through the same tokenizer file) work out of the box, by class name."""
     from xdlm_vision import sampling
     from xdlm_vision.checkpoints.packaged import packaged_path
     from xdlm_vision.evaluation.fashion_classifier import classify_fashion
 
-    folder = packaged_path("fashion")
+    folder = packaged_path(name)
     assert sum(f.stat().st_size for f in folder.iterdir()) <= 12e6
-    lm = sampling.load_for_sampling("packaged:fashion", device="cpu")
+    lm = sampling.load_for_sampling(f"packaged:{name}", device="cpu")
+    assert Path(lm.tokenizer_spec["checkpoint"]) == (packaged_path("fashion") / "tokenizer.safetensors").resolve()
     labels = [i % 10 for i in range(20)]
     tokens = sampling.generate(lm, labels, sampling.sample_seeds(0, 20), sampling.SamplingOptions(steps=8, cfg=1.0))
     agreement = float((classify_fashion(lm.tokenizer.decode(tokens)).labels == torch.tensor(labels)).double().mean())
-    assert agreement >= 0.8  # 95.2 % on 1,000 samples (docs/fashion.md)
-    assert main(["sample", "--checkpoint", "packaged:fashion", "--class", "Sneaker", "--num", "1", "--steps", "2",
+    assert agreement >= 0.8  # 95.2 % (fashion) on 1,000 samples (docs/fashion.md, docs/k_tradeoff.md)
+    assert main(["sample", "--checkpoint", f"packaged:{name}", "--class", "Sneaker", "--num", "1", "--steps", "2",
                  "--out", "/dev/null/x.png"]) == 2  # a bad --out is refused before any sampling
     assert "error:" in capsys.readouterr().err
 

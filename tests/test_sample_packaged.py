@@ -21,23 +21,36 @@ def test_packaged_checkpoint_is_small_and_sampling_only():
 
 
 def test_every_packaged_checkpoint_ships():
-    assert packaged_names() == list(PACKAGED)  # digits, digits-mdlm, fashion: all files present
-    vq = ["tokenizer.json", "tokenizer.safetensors"]  # a VQ model carries its tokenizer
+    assert packaged_names() == list(PACKAGED)  # digits, digits-mdlm, fashion, fashion-mdlm: all files present
+    vq = ["tokenizer.json", "tokenizer.safetensors"]  # a VQ model carries its tokenizer ...
     for name in PACKAGED:
         root = PACKAGED[name]
-        extra = vq if name == "fashion" else []
+        extra = vq if name == "fashion" else []  # ... or, a twin, refers to its sibling's copy
         assert sorted(p.name for p in root.iterdir()) == ["config.json", "ema.safetensors", *extra]
         assert sum(p.stat().st_size for p in root.iterdir()) < (12e6 if extra else 6 * 2**20)
+    twin = json.loads((PACKAGED["fashion-mdlm"] / "config.json").read_text())
+    assert twin["tokenizer"]["checkpoint"] == "../fashion/tokenizer.safetensors"
+    assert twin["tokenizer"]["sha256"] == json.loads((PACKAGED["fashion"] / "config.json").read_text())[
+        "tokenizer"]["sha256"]
+    total = sum(f.stat().st_size for f in PACKAGED["digits"].parent.rglob("*") if f.is_file())
+    assert total < 25e6  # every packaged model and judge together (docs/sampling.md gives the size)
 
 
-def test_mdlm_checkpoint_differs_from_the_default_only_in_k():
-    xdlm, mdlm = (json.loads((PACKAGED[n] / "config.json").read_text()) for n in ("digits", "digits-mdlm"))
+# what differs between the models of a twin pair besides k: training bookkeeping, not the model
+BOOKKEEPING = ("keep_checkpoints", "ckpt_every", "val_every", "sample_every", "tensorboard")
+
+
+@pytest.mark.parametrize("pair", [("digits", "digits-mdlm"), ("fashion", "fashion-mdlm")])
+def test_mdlm_twins_differ_from_their_xdlm_model_only_in_k(pair):
+    xdlm, mdlm = (json.loads((PACKAGED[n] / "config.json").read_text()) for n in pair)
     assert (xdlm["config"]["diffusion"]["k"], mdlm["config"]["diffusion"]["k"]) == (0.1, 0.0)
     for rec in (xdlm, mdlm):
         rec["config"]["diffusion"].pop("k")
-        rec["config"].pop("text", None)  # the text section joined the config after the default was packaged
-        rec["config"]["training"].pop("keep_checkpoints")  # how many checkpoints stayed on disk: not the model
-    assert mdlm["config"] == xdlm["config"] and mdlm["step"] == xdlm["step"] == 800
+        rec["config"].pop("text", None)  # the text section joined the config after the digits default was packaged
+        for key in BOOKKEEPING:
+            rec["config"]["training"].pop(key, None)
+        rec["config"]["tokenizer"].pop("path")  # the same weights (sha256 checked above), another relative path
+    assert mdlm["config"] == xdlm["config"] and mdlm["step"] == xdlm["step"]
     assert mdlm["backbone"] == xdlm["backbone"]
 
 

@@ -11,9 +11,12 @@ digits        ``assets/digits_default``       DiT-digits, k = 0.1 (XDLM), 800 st
 digits-mdlm   ``assets/digits_mdlm``          the same recipe with k = 0 (MDLM), for comparisons
 fashion       ``assets/fashion``              Fashion-MNIST over 8x8 VQ codes (k = 0.1, DiT depth 6,
                                               float16 weights) with its VQ tokenizer beside it
+fashion-mdlm  ``assets/fashion_mdlm``         the same recipe and seed with k = 0 (MDLM), decoding
+                                              through the tokenizer of ``assets/fashion``
 ============  ==============================  ===================================================
 
-How they were trained is in docs/sampling.md (digits) and docs/fashion.md (fashion).
+How they were trained is in docs/sampling.md (digits), docs/fashion.md (fashion) and
+docs/k_tradeoff.md (fashion-mdlm, the k = 0 model of the study's longer budget).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ PACKAGED = {  # short name -> directory under xdlm_vision/assets/
     "digits": ASSETS / "digits_default",
     "digits-mdlm": ASSETS / "digits_mdlm",
     "fashion": ASSETS / "fashion",
+    "fashion-mdlm": ASSETS / "fashion_mdlm",
 }
 DEFAULT = "digits"  # what a missing --checkpoint means
 

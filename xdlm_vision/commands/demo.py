@@ -1,7 +1,7 @@
 """``xdlm-vision demo``: the Gradio app of ``apps/xdlm_demo.py`` (needs the ``demo`` extra: gradio).
 
 The model picker offers every ``--checkpoint`` given (repeatable; the first is selected) and every
-checkpoint that ships with the package (``packaged:digits``, ``packaged:digits-mdlm``). One
+checkpoint that ships with the package (``packaged:digits``, ``digits-mdlm``, ``fashion``, ``fashion-mdlm``). One
 sampling job runs at a time; further requests wait in Gradio's queue.
 """
 
