@@ -389,7 +389,8 @@ def write_plot(args, summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # one row per sampler, one column per CFG, one y scale for all: panels compare at a glance
+    # one row per sampler, one column per CFG, one y scale for all: panels compare at a glance;
+    # error bars: standard error over training seeds, or the bootstrap interval of a lone seed
     rows, cols = len(args.samplers), len(args.cfgs)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharey=True)
     ticks = sorted(args.sample_steps)
@@ -399,7 +400,9 @@ def write_plot(args, summary: dict, path: Path) -> None:
             rows_k = sorted((x for x in summary["cells"] if (x["k"], x["sampler"], x["cfg"]) == (k, sampler, cfg)),
                             key=lambda x: x["steps"])
             if rows_k:
-                err = [0.0 if math.isnan(x["fid_se"]) else x["fid_se"] for x in rows_k]
+                # s.e. over seeds; with one seed there is none, so the model's bootstrap interval
+                err = [[x["fid_se"] if x["seeds"] > 1 else x["fid"] - x["fid_lo"] for x in rows_k],
+                       [x["fid_se"] if x["seeds"] > 1 else x["fid_hi"] - x["fid"] for x in rows_k]]
                 ax.errorbar([x["steps"] for x in rows_k], [x["fid"] for x in rows_k], yerr=err, marker="o",
                             capsize=3, label=f"k = {k:g}")
         ax.set_xscale("log", base=2)
