@@ -10,7 +10,7 @@ directory (``xdlm_vision.checkpoints.loaded.anchor_tokenizer_paths`` resolves it
 copy's SHA-256, so the folder works wherever the package is installed. ``--tokenizer-from DIR``
 instead records the identical weights an already packaged sibling ships (a twin trained over the
 same tokenizer, e.g. ``fashion-mdlm`` next to ``fashion``) by a path relative to the new folder:
-no second copy; refused when the SHA-256 differs. Register the folder in ``PACKAGED``
+no second copy; refused unless it holds the same tensors. Register the folder in ``PACKAGED``
 (xdlm_vision/checkpoints/packaged.py) and in pyproject's package-data.
 
     python scripts/package_checkpoint.py runs/k_tradeoff_long/fashion/k0_seed0 \
