@@ -31,6 +31,7 @@ fashion model trains over the one tokenizer given with ``--set tokenizer.path=..
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -394,7 +395,7 @@ def write_plot(args, summary: dict, path: Path) -> None:
     rows, cols = len(args.samplers), len(args.cfgs)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharey=True)
     ticks = sorted(args.sample_steps)
-    for (r, sampler), (c, cfg) in ((rs, cg) for rs in enumerate(args.samplers) for cg in enumerate(args.cfgs)):
+    for (r, sampler), (c, cfg) in itertools.product(enumerate(args.samplers), enumerate(args.cfgs)):
         ax = axes[r][c]
         for k in args.ks:
             rows_k = sorted((x for x in summary["cells"] if (x["k"], x["sampler"], x["cfg"]) == (k, sampler, cfg)),

@@ -128,7 +128,6 @@ def test_packaged_copy_carries_its_tokenizer_and_samples_anywhere(run_dir, tmp_p
     assert b.tokenizer.decode(tb).shape == (2, 1, 32, 32)
 
 
-
 def test_packaged_twin_refers_to_its_siblings_tokenizer(run_dir, tmp_path):
     """--tokenizer-from: a twin over the same tokenizer records the sibling's copy by a relative path
     (no second copy), still loads after both folders move together, and a foreign tokenizer is refused."""
@@ -167,6 +166,7 @@ def test_packaged_twin_refers_to_its_siblings_tokenizer(run_dir, tmp_path):
     with pytest.raises(SystemExit, match="no tokenizer.safetensors"):
         pc.main([str(out), "--out", str(tmp_path / "bad2"), "--tokenizer-from", str(tmp_path)])
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad2").exists()  # nothing half-written
+
 
 def test_trajectory_frames_paint_masked_cells_grey(run_dir):
     from xdlm_vision import sampling

@@ -259,6 +259,12 @@ def class_picker(models):
     return pick
 
 
+def follow_model_classes(models, model, label) -> None:
+    """Wire a model dropdown to its class dropdown (call inside a ``gr.Blocks``): picking a model
+    refills the class list with that model's classes; a UI-only event, kept off the API."""
+    model.change(class_picker(models), inputs=[model], outputs=[label], **private_event())
+
+
 class SingleModel:
     """The model picker's source when the app serves one loaded sampler (see demo/models.py)."""
 
@@ -302,7 +308,6 @@ def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[C
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
-    pick = class_picker(models)
 
     with gr.Blocks(title="xdlm-vision demo") as demo:
         gr.Markdown(INTRO)
@@ -319,7 +324,7 @@ def build_demo(sampler: DemoSampler | None = None, models=None, tabs: Sequence[C
                                                                         "final grid")
             button.click(run, inputs=[label, cfg, steps, sampler_name, seed, num, model],
                          outputs=[state, overlay, plot, caption, final], api_name="generate")
-            model.change(pick, inputs=[model], outputs=[label], **private_event())
+            follow_model_classes(models, model, label)
         for tab in tabs:
             tab(models)
     demo.queue(default_concurrency_limit=1, max_size=16)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from xdlm_vision.demo.app import class_picker, private_event, request_widgets, shown_steps, validate_request
+from xdlm_vision.demo.app import follow_model_classes, request_widgets, shown_steps, validate_request
 from xdlm_vision.demo.models import DemoModels
 from xdlm_vision.errors import UserError
 from xdlm_vision.sampling.compare import CompareModel, compare_steps
@@ -127,7 +127,7 @@ def add_compare_tab(models: DemoModels) -> None:
                 summary = gr.Image(label="final images and counts per step", show_label=False, type="pil",
                                    format="png", interactive=False, elem_id="compare-summary")
         shown = gr.State([])
-        model_a.change(class_picker(models), inputs=[model_a], outputs=[label], **private_event())  # A's class names
+        follow_model_classes(models, model_a, label)  # the class list shows model A's classes
         button.click(run, inputs=[model_a, model_b, label, cfg, steps, sampler_name, seed, num],
                      outputs=[frame, caption, summary, scrubber, shown], api_name="compare")
         scrubber.release(scrub, inputs=[scrubber, shown], outputs=[frame, caption], api_name="compare_scrub",

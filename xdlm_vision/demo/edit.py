@@ -17,8 +17,7 @@ from PIL import Image
 from xdlm_vision.demo.app import (
     DemoFrame,
     DemoSampler,
-    class_picker,
-    private_event,
+    follow_model_classes,
     shown_steps,
     step_widgets,
     validate_request,
@@ -156,7 +155,6 @@ def add_edit_tab(models) -> None:
         except UserError as exc:
             raise gr.Error(str(exc)) from None
 
-    pick = class_picker(models)
 
     with gr.Tab("Edit", id="edit", elem_id="edit-tab"):
         gr.Markdown(EDIT_INTRO)
@@ -188,7 +186,7 @@ def add_edit_tab(models) -> None:
         example.click(make_example, inputs=[label, seed, model], outputs=[editor], api_name="edit_example")
         button.click(run, inputs=[editor, label, strength, steps, cfg, seed, border, num, model],
                      outputs=[state, overlay, plot, caption, final], api_name="edit")
-        model.change(pick, inputs=[model], outputs=[label], **private_event())
+        follow_model_classes(models, model, label)
 
 
 __all__ = ["EDITOR_SIDE", "EditSession", "add_edit_tab", "editor_inputs"]
